@@ -1,0 +1,139 @@
+package config
+
+import (
+	"github.com/prometheus/alertmanager/pkg/labels"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+)
+
+// Collector names, as written under a target's `collectors:`.
+const (
+	CollectorFailoverPlans         = "failover_plans"
+	CollectorFailoverPlanObjects   = "failover_plan_objects"
+	CollectorCloudFailoverSessions = "cloud_failover_sessions"
+	CollectorReplicas              = "replicas"
+)
+
+// Action types, as written in a rule's `action.type`.
+const (
+	ActionVSPCPlanStart        = "vspc_plan_start"
+	ActionVSPCPlanUndo         = "vspc_plan_undo"
+	ActionEMPlanStart          = "em_plan_start"
+	ActionEMPlanUndo           = "em_plan_undo"
+	ActionEMCdpFailover        = "em_cdp_failover"
+	ActionVBRFailover          = "vbr_failover"
+	ActionVBRPlannedFailover   = "vbr_planned_failover"
+	ActionVBRPermanentFailover = "vbr_permanent_failover"
+	ActionVBRUndoFailover      = "vbr_undo_failover"
+)
+
+// Config is the whole exporter configuration file.
+type Config struct {
+	Targets    []Target         `yaml:"targets"`
+	Collectors CollectorsConfig `yaml:"collectors"`
+	Scrape     ScrapeConfig     `yaml:"scrape"`
+	Trigger    TriggerConfig    `yaml:"trigger"`
+}
+
+// Target is one Veeam server; its name becomes the `target` label.
+type Target struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // vspc | em | vbr
+	URL  string `yaml:"url"`
+
+	Username     string            `yaml:"username"`
+	Password     promconfig.Secret `yaml:"password"`
+	PasswordFile string            `yaml:"password_file"`
+	APIKey       promconfig.Secret `yaml:"api_key"`
+	APIKeyFile   string            `yaml:"api_key_file"`
+	APIVersion   string            `yaml:"api_version"`
+
+	TLSConfig   promconfig.TLSConfig   `yaml:"tls_config"`
+	ProxyConfig promconfig.ProxyConfig `yaml:",inline"`
+
+	Timeout    model.Duration `yaml:"timeout"`    // default 30s
+	Collectors []string       `yaml:"collectors"` // default: all that Type supports
+}
+
+// CollectorsConfig holds per-collector settings shared by all targets.
+type CollectorsConfig struct {
+	FailoverPlanObjects   FailoverPlanObjectsConfig   `yaml:"failover_plan_objects"`
+	CloudFailoverSessions CloudFailoverSessionsConfig `yaml:"cloud_failover_sessions"`
+}
+
+// FailoverPlanObjectsConfig controls per-VM series.
+type FailoverPlanObjectsConfig struct {
+	PerObject bool `yaml:"per_object"` // default true
+}
+
+// CloudFailoverSessionsConfig controls per-session series.
+type CloudFailoverSessionsConfig struct {
+	SessionsPerPlan int `yaml:"sessions_per_plan"` // default 1; 0 = counts only
+}
+
+// ScrapeConfig controls how hard a scrape may press on each Veeam server.
+type ScrapeConfig struct {
+	Concurrency int            `yaml:"concurrency"`  // default 8
+	MinInterval model.Duration `yaml:"min_interval"` // default 0: always fetch
+}
+
+// TriggerConfig is the Alertmanager webhook receiver.
+type TriggerConfig struct {
+	DryRun                      bool              `yaml:"dry_run"` // default true
+	AllowUnauthenticatedWebhook bool              `yaml:"allow_unauthenticated_webhook"`
+	WebhookBearerTokenFile      string            `yaml:"webhook_bearer_token_file"`
+	WebhookBearerToken          promconfig.Secret `yaml:"-"` // read from the file
+	StateFile                   string            `yaml:"state_file"`
+	AuditLog                    string            `yaml:"audit_log"`
+	KillSwitchFile              string            `yaml:"kill_switch_file"`
+	MaxConcurrent               int               `yaml:"max_concurrent"` // default 1
+	RateLimit                   RateLimit         `yaml:"rate_limit"`
+	// ActionTimeout bounds how long an action is tracked before it ends as
+	// `timeout` (default 30m).
+	ActionTimeout model.Duration `yaml:"action_timeout"`
+	Rules         []Rule         `yaml:"rules"`
+}
+
+// RateLimit is the global token bucket across all rules.
+type RateLimit struct {
+	Actions int            `yaml:"actions"` // default 2
+	Per     model.Duration `yaml:"per"`     // default 1h
+}
+
+// Rule maps matching firing alerts to one action.
+type Rule struct {
+	Name     string   `yaml:"name"`
+	Matchers []string `yaml:"matchers"`
+	// ParsedMatchers is Matchers parsed with Alertmanager's matcher syntax.
+	ParsedMatchers labels.Matchers `yaml:"-"`
+	For            model.Duration  `yaml:"for"`
+	MinAlerts      int             `yaml:"min_alerts"` // default 1
+	Cooldown       model.Duration  `yaml:"cooldown"`   // default 24h
+	Action         Action          `yaml:"action"`
+}
+
+// Action is what a rule does once every guard agrees.
+type Action struct {
+	Type   string `yaml:"type"`
+	Target string `yaml:"target"`
+
+	// Plan (name or id) for vspc_plan_* and em_plan_*; or PlanLabel names the
+	// alert label that carries it, and Allow lists the plans it may name.
+	Plan      string   `yaml:"plan"`
+	PlanLabel string   `yaml:"plan_label"`
+	Allow     []string `yaml:"allow"`
+	// Test starts a VSPC plan in test mode.
+	Test bool `yaml:"test"`
+
+	// Replicas (names or ids) for vbr_*; or ReplicaLabel names the alert label
+	// that carries one replica, checked against Allow. ReplicaPointIDs are
+	// used as given instead of resolving replicas.
+	Replicas        []string `yaml:"replicas"`
+	ReplicaLabel    string   `yaml:"replica_label"`
+	ReplicaPointIDs []string `yaml:"replica_point_ids"`
+	Reason          string   `yaml:"reason"`
+
+	// CdpReplica and VM identify the CDP replica VM for em_cdp_failover.
+	CdpReplica string `yaml:"cdp_replica"`
+	VM         string `yaml:"vm"`
+}
