@@ -42,13 +42,13 @@ type Target struct {
 	URL  string `yaml:"url"`
 
 	Username     string            `yaml:"username"`
-	Password     promconfig.Secret `yaml:"password"`
-	PasswordFile string            `yaml:"password_file"`
-	APIKey       promconfig.Secret `yaml:"api_key"`
-	APIKeyFile   string            `yaml:"api_key_file"`
-	APIVersion   string            `yaml:"api_version"`
+	Password     promconfig.Secret `yaml:"password,omitempty"`
+	PasswordFile string            `yaml:"password_file,omitempty"`
+	APIKey       promconfig.Secret `yaml:"api_key,omitempty"`
+	APIKeyFile   string            `yaml:"api_key_file,omitempty"`
+	APIVersion   string            `yaml:"api_version,omitempty"`
 
-	TLSConfig   promconfig.TLSConfig   `yaml:"tls_config"`
+	TLSConfig   promconfig.TLSConfig   `yaml:"tls_config,omitempty"`
 	ProxyConfig promconfig.ProxyConfig `yaml:",inline"`
 
 	Timeout    model.Duration `yaml:"timeout"`    // default 30s
@@ -80,18 +80,18 @@ type ScrapeConfig struct {
 // TriggerConfig is the Alertmanager webhook receiver.
 type TriggerConfig struct {
 	DryRun                      bool              `yaml:"dry_run"` // default true
-	AllowUnauthenticatedWebhook bool              `yaml:"allow_unauthenticated_webhook"`
-	WebhookBearerTokenFile      string            `yaml:"webhook_bearer_token_file"`
+	AllowUnauthenticatedWebhook bool              `yaml:"allow_unauthenticated_webhook,omitempty"`
+	WebhookBearerTokenFile      string            `yaml:"webhook_bearer_token_file,omitempty"`
 	WebhookBearerToken          promconfig.Secret `yaml:"-"` // read from the file
-	StateFile                   string            `yaml:"state_file"`
-	AuditLog                    string            `yaml:"audit_log"`
-	KillSwitchFile              string            `yaml:"kill_switch_file"`
+	StateFile                   string            `yaml:"state_file,omitempty"`
+	AuditLog                    string            `yaml:"audit_log,omitempty"`
+	KillSwitchFile              string            `yaml:"kill_switch_file,omitempty"`
 	MaxConcurrent               int               `yaml:"max_concurrent"` // default 1
 	RateLimit                   RateLimit         `yaml:"rate_limit"`
 	// ActionTimeout bounds how long an action is tracked before it ends as
 	// `timeout` (default 30m).
 	ActionTimeout model.Duration `yaml:"action_timeout"`
-	Rules         []Rule         `yaml:"rules"`
+	Rules         []Rule         `yaml:"rules,omitempty"`
 }
 
 // RateLimit is the global token bucket across all rules.
@@ -106,7 +106,7 @@ type Rule struct {
 	Matchers []string `yaml:"matchers"`
 	// ParsedMatchers is Matchers parsed with Alertmanager's matcher syntax.
 	ParsedMatchers labels.Matchers `yaml:"-"`
-	For            model.Duration  `yaml:"for"`
+	For            model.Duration  `yaml:"for,omitempty"`
 	MinAlerts      int             `yaml:"min_alerts"` // default 1
 	Cooldown       model.Duration  `yaml:"cooldown"`   // default 24h
 	Action         Action          `yaml:"action"`
@@ -119,21 +119,21 @@ type Action struct {
 
 	// Plan (name or id) for vspc_plan_* and em_plan_*; or PlanLabel names the
 	// alert label that carries it, and Allow lists the plans it may name.
-	Plan      string   `yaml:"plan"`
-	PlanLabel string   `yaml:"plan_label"`
-	Allow     []string `yaml:"allow"`
+	Plan      string   `yaml:"plan,omitempty"`
+	PlanLabel string   `yaml:"plan_label,omitempty"`
+	Allow     []string `yaml:"allow,omitempty"`
 	// Test starts a VSPC plan in test mode.
-	Test bool `yaml:"test"`
+	Test bool `yaml:"test,omitempty"`
 
 	// Replicas (names or ids) for vbr_*; or ReplicaLabel names the alert label
 	// that carries one replica, checked against Allow. ReplicaPointIDs are
 	// used as given instead of resolving replicas.
-	Replicas        []string `yaml:"replicas"`
-	ReplicaLabel    string   `yaml:"replica_label"`
-	ReplicaPointIDs []string `yaml:"replica_point_ids"`
-	Reason          string   `yaml:"reason"`
+	Replicas        []string `yaml:"replicas,omitempty"`
+	ReplicaLabel    string   `yaml:"replica_label,omitempty"`
+	ReplicaPointIDs []string `yaml:"replica_point_ids,omitempty"`
+	Reason          string   `yaml:"reason,omitempty"`
 
 	// CdpReplica and VM identify the CDP replica VM for em_cdp_failover.
-	CdpReplica string `yaml:"cdp_replica"`
-	VM         string `yaml:"vm"`
+	CdpReplica string `yaml:"cdp_replica,omitempty"`
+	VM         string `yaml:"vm,omitempty"`
 }

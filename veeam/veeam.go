@@ -34,15 +34,24 @@ type ClientOptions struct {
 	APIVersion string
 	// HTTPClientConfig carries tls_config and proxy settings.
 	HTTPClientConfig promconfig.HTTPClientConfig
-	// Timeout bounds each API request (under the caller's context).
+	// Timeout bounds each API request attempt (under the caller's
+	// context); 0 means 30s.
 	Timeout time.Duration
-	// PageConcurrency bounds the pages fetched at once after the first (>=1).
+	// PageConcurrency bounds the requests this client has in flight at once,
+	// and so the pages of a list read concurrently after the first (the
+	// scrape.concurrency); 0 means 8.
 	PageConcurrency int
 	// WrapTransport, when set, wraps the HTTP transport; main uses it to count
 	// requests into veeam_api_requests_total.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives debug logs; nil discards them.
 	Logger *slog.Logger
+	// MaxResponseBytes bounds a response body; 0 means 256 MiB.
+	MaxResponseBytes int64
+	// RetryAttempts bounds the attempts of a read (GET) on connection
+	// errors, 5xx, VSPC 520 and 429; 0 means 3. Actions are never retried
+	// blindly, whatever this says.
+	RetryAttempts int
 }
 
 // FailoverPlan is a failover plan as VSPC or EM reports it. Ids are lower-case

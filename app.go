@@ -1,0 +1,400 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/trigger"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+)
+
+// scrapeTimeoutOffset leaves time to render the answer before Prometheus gives up.
+const scrapeTimeoutOffset = 500 * time.Millisecond
+
+// defaultScrapeTimeout applies when Prometheus sends no timeout header.
+const defaultScrapeTimeout = 30 * time.Second
+
+// app is the running exporter: the config in force, one client per target
+// (kept across reloads while the target's config is unchanged, so a reload
+// does not cost a login), the collectors and the trigger.
+type app struct {
+	configFile string
+	webAuth    bool
+	logger     *slog.Logger
+	registry   *prometheus.Registry
+	apiMetrics *apiMetrics
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
+
+	mu       sync.RWMutex
+	cfg      *config.Config
+	clients  map[string]*targetClient
+	exporter *collector.Exporter
+	trigger  *trigger.Trigger
+}
+
+func newApp(configFile string, webAuth bool, logger *slog.Logger) (*app, error) {
+	cfg, err := config.Load(configFile, config.LoadOptions{WebhookBasicAuth: webAuth})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{
+		configFile: configFile,
+		webAuth:    webAuth,
+		logger:     logger,
+		registry:   prometheus.NewRegistry(),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "veeam_exporter_config_last_reload_successful",
+			Help: "Whether the last configuration reload attempt was successful.",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "veeam_exporter_config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload.",
+		}),
+		clients: map[string]*targetClient{},
+	}
+	a.apiMetrics = newAPIMetrics()
+	a.registry.MustRegister(
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		a.reloadOK, a.reloadTime,
+		a.apiMetrics.requests, a.apiMetrics.duration,
+	)
+	clients, err := a.buildClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := trigger.New(cfg.Trigger, actorsFor(clients), trigger.Options{
+		Logger:           logger.With("component", "trigger"),
+		Registerer:       a.registry,
+		WebhookBasicAuth: webAuth,
+	})
+	if err != nil {
+		closeClients(clients, nil)
+		return nil, fmt.Errorf("trigger: %w", err)
+	}
+	a.cfg, a.clients, a.trigger = cfg, clients, tr
+	a.exporter = a.buildExporter(cfg, clients)
+	a.reloadOK.Set(1)
+	a.reloadTime.SetToCurrentTime()
+	logger.Info("configuration loaded", "file", configFile, "targets", len(cfg.Targets), "rules", len(cfg.Trigger.Rules), "armed", tr.Armed())
+	return a, nil
+}
+
+// reload loads the config file again; a bad file keeps the running config.
+func (a *app) reload() error {
+	cfg, err := config.Load(a.configFile, config.LoadOptions{WebhookBasicAuth: a.webAuth})
+	if err != nil {
+		a.reloadOK.Set(0)
+		a.logger.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	a.mu.Lock()
+	old := a.clients
+	clients, err := a.buildClientsReusing(cfg, old)
+	if err == nil {
+		err = a.trigger.Reload(cfg.Trigger, actorsFor(clients))
+	}
+	if err != nil {
+		a.mu.Unlock()
+		closeClients(clients, old)
+		a.reloadOK.Set(0)
+		a.logger.Error("reload failed; keeping the running configuration", "err", err)
+		return err
+	}
+	a.cfg, a.clients = cfg, clients
+	a.exporter = a.buildExporter(cfg, clients)
+	a.mu.Unlock()
+	closeClients(old, clients)
+	a.reloadOK.Set(1)
+	a.reloadTime.SetToCurrentTime()
+	a.logger.Info("configuration reloaded", "file", a.configFile, "targets", len(cfg.Targets), "rules", len(cfg.Trigger.Rules), "armed", a.trigger.Armed())
+	return nil
+}
+
+func (a *app) reloadOnSIGHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = a.reload()
+		}
+	}
+}
+
+func (a *app) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.trigger.Close(ctx); err != nil {
+		a.logger.Warn("trigger did not stop cleanly", "err", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	closeClients(a.clients, nil)
+}
+
+func (a *app) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", a.metricsHandler())
+	mux.Handle("/webhook", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.currentTrigger().WebhookHandler().ServeHTTP(w, r)
+	}))
+	mux.Handle("/trigger", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.currentTrigger().StatusHandler().ServeHTTP(w, r)
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy.")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Ready.")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "use POST to reload", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := a.reload(); err != nil {
+			http.Error(w, fmt.Sprintf("failed to reload config: %s", err), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded.")
+	})
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "Veeam Failover Exporter",
+		Description: "Prometheus exporter and Alertmanager webhook receiver for Veeam failover",
+		Version:     version.Info(),
+		Links: []web.LandingLinks{
+			{Address: "/metrics", Text: "Metrics"},
+			{Address: "/trigger", Text: "Trigger state"},
+			{Address: "/-/healthy", Text: "Health"},
+			{Address: "/-/ready", Text: "Readiness"},
+		},
+	})
+	if err != nil {
+		a.logger.Error("landing page", "err", err)
+	} else {
+		mux.Handle("/", landing)
+	}
+	return mux
+}
+
+func (a *app) currentTrigger() *trigger.Trigger {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.trigger
+}
+
+func (a *app) currentExporter() *collector.Exporter {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.exporter
+}
+
+// metricsHandler builds a registry per scrape so the Veeam collectors run under
+// a context bounded by Prometheus' own scrape timeout.
+func (a *app) metricsHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout(r))
+		defer cancel()
+		scrape := prometheus.NewRegistry()
+		if err := scrape.Register(a.currentExporter().Collector(ctx)); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		promhttp.HandlerFor(prometheus.Gatherers{a.registry, scrape}, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+			ErrorHandling: promhttp.ContinueOnError,
+		}).ServeHTTP(w, r)
+	})
+}
+
+func scrapeTimeout(r *http.Request) time.Duration {
+	timeout := defaultScrapeTimeout
+	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
+		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+			timeout = time.Duration(s * float64(time.Second))
+		}
+	}
+	if timeout > 2*scrapeTimeoutOffset {
+		timeout -= scrapeTimeoutOffset
+	}
+	return timeout
+}
+
+func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient) *collector.Exporter {
+	targets := make([]collector.Target, 0, len(cfg.Targets))
+	for _, t := range cfg.Targets {
+		c := clients[t.Name]
+		ct := collector.Target{Name: t.Name, Type: t.Type, Collectors: t.EffectiveCollectors()}
+		switch {
+		case c.vspc != nil:
+			ct.VSPC = c.vspc
+		case c.em != nil:
+			ct.EM = c.em
+		case c.vbr != nil:
+			ct.VBR = c.vbr
+		}
+		targets = append(targets, ct)
+	}
+	return collector.New(targets, collector.Options{
+		MinInterval:     time.Duration(cfg.Scrape.MinInterval),
+		PerObject:       cfg.Collectors.FailoverPlanObjects.PerObject,
+		SessionsPerPlan: cfg.Collectors.CloudFailoverSessions.SessionsPerPlan,
+		Logger:          a.logger.With("component", "collector"),
+	})
+}
+
+func (a *app) buildClients(cfg *config.Config) (map[string]*targetClient, error) {
+	return a.buildClientsReusing(cfg, nil)
+}
+
+// buildClientsReusing keeps the client (and its login) of every target whose
+// config did not change.
+func (a *app) buildClientsReusing(cfg *config.Config, old map[string]*targetClient) (map[string]*targetClient, error) {
+	out := make(map[string]*targetClient, len(cfg.Targets))
+	for _, t := range cfg.Targets {
+		if prev, ok := old[t.Name]; ok && reflect.DeepEqual(prev.target, t) && prev.concurrency == cfg.Scrape.Concurrency {
+			out[t.Name] = prev
+			continue
+		}
+		c, err := newTargetClient(t, cfg.Scrape.Concurrency, filepath.Dir(a.configFile), a.apiMetrics, a.logger)
+		if err != nil {
+			closeClients(out, old)
+			return nil, err
+		}
+		out[t.Name] = c
+	}
+	return out, nil
+}
+
+// closeClients logs out of every client in clients that keep does not hold.
+func closeClients(clients, keep map[string]*targetClient) {
+	for name, c := range clients {
+		if k, ok := keep[name]; ok && k == c {
+			continue
+		}
+		c.close()
+	}
+}
+
+func checkConfig(w io.Writer, file string, webAuth bool) int {
+	if _, err := config.Load(file, config.LoadOptions{WebhookBasicAuth: webAuth}); err != nil {
+		printConfigErrors(w, err)
+		return 1
+	}
+	return 0
+}
+
+func checkPayload(w io.Writer, file, payloadFile string, webAuth bool) int {
+	cfg, err := config.Load(file, config.LoadOptions{WebhookBasicAuth: webAuth})
+	if err != nil {
+		printConfigErrors(w, err)
+		return 1
+	}
+	payload, err := os.ReadFile(payloadFile)
+	if err != nil {
+		fmt.Fprintln(w, err)
+		return 1
+	}
+	if err := trigger.TestPayload(cfg.Trigger, payload, time.Now(), w); err != nil {
+		fmt.Fprintln(w, err)
+		return 1
+	}
+	return 0
+}
+
+func printConfigErrors(w io.Writer, err error) {
+	var problems config.Errors
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			fmt.Fprintln(w, p.String())
+		}
+		return
+	}
+	fmt.Fprintln(w, err)
+}
+
+// webConfigHasBasicAuth tells whether the web config protects every endpoint,
+// the webhook included, with basic auth.
+func webConfigHasBasicAuth(file string) (bool, error) {
+	if file == "" {
+		return false, nil
+	}
+	if err := web.Validate(file); err != nil {
+		return false, fmt.Errorf("web config %s: %w", file, err)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false, fmt.Errorf("web config: %w", err)
+	}
+	var wc struct {
+		Users map[string]promconfig.Secret `yaml:"basic_auth_users"`
+	}
+	if err := yaml.Unmarshal(data, &wc); err != nil {
+		return false, fmt.Errorf("web config %s: %w", file, err)
+	}
+	return len(wc.Users) > 0, nil
+}
+
+// targetClient is the one client of a target, shared by collectors and trigger.
+type targetClient struct {
+	target      config.Target
+	concurrency int
+	vspc        *vspcClient
+	em          *emClient
+	vbr         *vbrClient
+	closeFn     func(context.Context) error
+}
+
+func (c *targetClient) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.closeFn(ctx)
+}
+
+func clientOptions(t config.Target, concurrency int, dir string, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {
+	hc := promconfig.HTTPClientConfig{TLSConfig: t.TLSConfig, ProxyConfig: t.ProxyConfig}
+	hc.SetDirectory(dir)
+	return veeam.ClientOptions{
+		Name:             t.Name,
+		URL:              t.URL,
+		Username:         t.Username,
+		Password:         t.Password,
+		APIKey:           t.APIKey,
+		APIVersion:       t.APIVersion,
+		HTTPClientConfig: hc,
+		Timeout:          time.Duration(t.Timeout),
+		PageConcurrency:  concurrency,
+		WrapTransport:    m.wrap(t.Name),
+		Logger:           logger.With("target", t.Name),
+	}
+}

@@ -1,0 +1,758 @@
+package collector_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/expfmt"
+	"go.uber.org/goleak"
+
+	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// fixedNow pins the simulators' and the exporter's clocks so that
+// timestamps and durations in golden files are stable.
+var fixedNow = time.Date(2025, 6, 2, 10, 30, 0, 0, time.UTC)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// Idle keep-alive connections of the clients' transports.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func fixedClock() time.Time { return fixedNow }
+
+func startSim(t testing.TB, o simulator.Options) *simulator.Simulator {
+	t.Helper()
+	sim, err := simulator.Start(o)
+	if err != nil {
+		t.Fatalf("start simulator: %v", err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	return sim
+}
+
+func clientOptions(name, url, password string) veeam.ClientOptions {
+	return veeam.ClientOptions{
+		Name:            name,
+		URL:             url,
+		Username:        simulator.DefaultUsername,
+		Password:        promconfig.Secret(password),
+		Timeout:         10 * time.Second,
+		PageConcurrency: 4,
+	}
+}
+
+// target builds a collector.Target of the given type with a real client of
+// the simulator's API.
+func target(t testing.TB, sim *simulator.Simulator, typ, name, password string, collectors ...string) collector.Target {
+	t.Helper()
+	ct := collector.Target{Name: name, Type: typ, Collectors: collectors}
+	var err error
+	switch typ {
+	case veeam.TypeVSPC:
+		var c *vspc.Client
+		c, err = vspc.New(clientOptions(name, sim.VSPCURL(), password))
+		if err == nil {
+			ct.VSPC = c
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+		}
+	case veeam.TypeEM:
+		var c *em.Client
+		c, err = em.New(clientOptions(name, sim.EMURL(), password))
+		if err == nil {
+			ct.EM = c
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+		}
+	case veeam.TypeVBR:
+		var c *vbr.Client
+		c, err = vbr.New(clientOptions(name, sim.VBRURL(), password))
+		if err == nil {
+			ct.VBR = c
+			t.Cleanup(func() { _ = c.Close(context.Background()) })
+		}
+	}
+	if err != nil {
+		t.Fatalf("client for %s: %v", name, err)
+	}
+	return ct
+}
+
+func newExporter(t testing.TB, targets []collector.Target, o collector.Options) *collector.Exporter {
+	t.Helper()
+	e := collector.New(targets, o)
+	t.Cleanup(e.Close)
+	return e
+}
+
+// gather runs one scrape through a pedantic registry, the strictest there is.
+func gather(t testing.TB, e *collector.Exporter, ctx context.Context) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(e.Collector(ctx)); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	return mfs
+}
+
+// exposition renders families in the text format. (testutil.CollectAndFormat
+// of client_golang 1.25 drops every family when given no names.)
+func exposition(t testing.TB, mfs []*dto.MetricFamily) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// series flattens families to "name{a="x",b="y"}" → value, labels sorted.
+func series(mfs []*dto.MetricFamily) map[string]float64 {
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			out[key(mf.GetName(), m.GetLabel())] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+func key(name string, labels []*dto.LabelPair) string {
+	parts := make([]string, 0, len(labels))
+	for _, l := range labels {
+		parts = append(parts, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+	}
+	slices.Sort(parts)
+	return name + "{" + strings.Join(parts, ",") + "}"
+}
+
+// k builds a series key from alternating label names and values.
+func k(name string, kv ...string) string {
+	parts := make([]string, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		parts = append(parts, fmt.Sprintf("%s=%q", kv[i], kv[i+1]))
+	}
+	slices.Sort(parts)
+	return name + "{" + strings.Join(parts, ",") + "}"
+}
+
+// count is the number of series of a metric with the given label values.
+func count(s map[string]float64, name string, kv ...string) int {
+	n := 0
+	for key := range s {
+		if !strings.HasPrefix(key, name+"{") {
+			continue
+		}
+		ok := true
+		for i := 0; i < len(kv); i += 2 {
+			if !strings.Contains(key, fmt.Sprintf("%s=%q", kv[i], kv[i+1])) {
+				ok = false
+			}
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+func expect(t *testing.T, s map[string]float64, key string, want float64) {
+	t.Helper()
+	got, ok := s[key]
+	switch {
+	case !ok:
+		t.Errorf("missing %s (want %g)", key, want)
+	case got != want:
+		t.Errorf("%s = %g, want %g", key, got, want)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	simOpts := simulator.Options{
+		Seed: 42,
+		Now:  fixedClock,
+		VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 2, BackupServers: 2},
+		EM:   simulator.EMOptions{Plans: 2, VMsPerPlan: 2, CloudSessions: 6, CdpReplicas: -1},
+		VBR:  simulator.VBROptions{Replicas: 3, PointsPerReplica: 2},
+	}
+	cases := []struct {
+		name string
+		typ  string
+		opts collector.Options
+	}{
+		{name: "vspc", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: true}},
+		{name: "vspc_counts_only", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: false}},
+		{name: "em", typ: veeam.TypeEM, opts: collector.Options{SessionsPerPlan: 1}},
+		{name: "vbr", typ: veeam.TypeVBR},
+		{name: "vbr_cached", typ: veeam.TypeVBR, opts: collector.Options{MinInterval: 90 * time.Second}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sim := startSim(t, simOpts)
+			tc.opts.Now = fixedClock
+			e := newExporter(t, []collector.Target{target(t, sim, tc.typ, tc.typ+"-1", simulator.DefaultPassword)}, tc.opts)
+			golden := filepath.Join("testdata", tc.name+".prom")
+			if *update {
+				if err := os.WriteFile(golden, exposition(t, gather(t, e, context.Background())), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f, err := os.Open(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./collector -run TestGolden -update)", err)
+			}
+			defer f.Close()
+			if err := testutil.CollectAndCompare(e.Collector(context.Background()), f); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestEstate compares the metrics with the simulator's truth for a random
+// estate.
+func TestEstate(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	sim := startSim(t, simulator.Options{Seed: seed, Now: fixedClock})
+	e := newExporter(t, []collector.Target{
+		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
+		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
+		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
+	}, collector.Options{PerObject: true, SessionsPerPlan: 1000})
+	s := series(gather(t, e, context.Background()))
+	est := sim.Estate()
+	low := strings.ToLower
+
+	for _, tgt := range []string{"vspc", "em", "vbr"} {
+		expect(t, s, k("veeam_up", "target", tgt, "type", tgt), 1)
+	}
+
+	// VSPC plans.
+	if got := count(s, "veeam_failover_plan_info", "target", "vspc"); got != len(est.VSPC.Plans) {
+		t.Errorf("vspc plans: %d series, estate has %d", got, len(est.VSPC.Plans))
+	}
+	for _, p := range est.VSPC.Plans {
+		id := low(p.InstanceUID)
+		expect(t, s, k("veeam_failover_plan_info", "target", "vspc", "plan_id", id, "plan", p.Name,
+			"backup_server_id", low(p.BackupServerUID), "type", p.Type, "tenant_id", low(p.TenantUID)), 1)
+		expect(t, s, k("veeam_failover_plan_status", "target", "vspc", "plan_id", id, "status", p.Status), 1)
+		if n := count(s, "veeam_failover_plan_status", "plan_id", id); n != 8 {
+			t.Errorf("plan %s: %d status series, want 8", id, n)
+		}
+		expect(t, s, k("veeam_failover_plan_objects", "target", "vspc", "plan_id", id), float64(p.ObjectsCount))
+		if ls := p.LastSession; ls != nil {
+			status := ls.Status
+			if status == "" {
+				status = "None"
+			}
+			expect(t, s, k("veeam_failover_plan_last_session_status", "target", "vspc", "plan_id", id, "status", status), 1)
+			if ls.EndTime != nil {
+				expect(t, s, k("veeam_failover_plan_last_session_end_timestamp_seconds", "target", "vspc", "plan_id", id), unix(*ls.EndTime))
+			}
+		}
+	}
+
+	// VSPC plan objects.
+	byStatus := map[[2]string]int{}
+	plansWithObjects := map[string]bool{}
+	for _, o := range est.VSPC.Objects {
+		plan, id := low(o.PlanUID), low(o.InstanceUID)
+		plansWithObjects[plan] = true
+		status := "None"
+		if rs := o.RestoreSession; rs != nil {
+			status = rs.BackupStatus
+			if rs.RestorePointDateTime != nil {
+				expect(t, s, k("veeam_failover_plan_object_restore_point_timestamp_seconds", "target", "vspc", "plan_id", plan, "object_id", id), unix(*rs.RestorePointDateTime))
+			}
+		}
+		byStatus[[2]string{plan, status}]++
+		expect(t, s, k("veeam_failover_plan_object_info", "target", "vspc", "plan_id", plan, "object_id", id, "object", o.Name, "host", o.HostName), 1)
+		expect(t, s, k("veeam_failover_plan_object_restore_status", "target", "vspc", "plan_id", plan, "object_id", id, "status", status), 1)
+	}
+	if got := count(s, "veeam_failover_plan_object_info"); got != len(est.VSPC.Objects) {
+		t.Errorf("%d object series, estate has %d objects", got, len(est.VSPC.Objects))
+	}
+	for plan := range plansWithObjects {
+		for _, st := range []string{"Running", "Success", "Warning", "Failed", "None", "Unknown"} {
+			expect(t, s, k("veeam_failover_plan_objects_by_restore_status", "target", "vspc", "plan_id", plan, "status", st), float64(byStatus[[2]string{plan, st}]))
+		}
+	}
+
+	// EM plans and cloud sessions of the last 30 days.
+	for _, p := range est.EM.Plans {
+		id := low(p.UID)
+		expect(t, s, k("veeam_failover_plan_info", "target", "em", "plan_id", id, "plan", p.Name,
+			"backup_server_id", low(p.BackupServerUID), "type", "", "tenant_id", ""), 1)
+		expect(t, s, k("veeam_failover_plan_objects", "target", "em", "plan_id", id), float64(len(p.VMs)))
+	}
+	if n := count(s, "veeam_failover_plan_status", "target", "em"); n != 0 {
+		t.Errorf("EM has no plan status, got %d series", n)
+	}
+	counts := map[[2]string]int{}
+	recent := 0
+	for _, cs := range est.EM.CloudSessions {
+		if cs.CreationTimeUTC.Before(fixedNow.Add(-30 * 24 * time.Hour)) {
+			continue
+		}
+		recent++
+		result := cs.Result
+		if result == "" {
+			result = "None"
+		}
+		counts[[2]string{cs.State, result}]++
+		id := low(cs.UID)
+		expect(t, s, k("veeam_cloud_failover_session_info", "target", "em", "session_id", id, "plan", cs.Name), 1)
+		expect(t, s, k("veeam_cloud_failover_session_state", "target", "em", "session_id", id, "state", cs.State), 1)
+		expect(t, s, k("veeam_cloud_failover_session_result", "target", "em", "session_id", id, "result", result), 1)
+		expect(t, s, k("veeam_cloud_failover_session_progress_ratio", "target", "em", "session_id", id), float64(cs.Progress)/100)
+		expect(t, s, k("veeam_cloud_failover_session_start_timestamp_seconds", "target", "em", "session_id", id), unix(cs.CreationTimeUTC))
+		if cs.EndTimeUTC != nil {
+			expect(t, s, k("veeam_cloud_failover_session_end_timestamp_seconds", "target", "em", "session_id", id), unix(*cs.EndTimeUTC))
+		}
+	}
+	if recent == 0 {
+		t.Error("estate has no recent cloud sessions; the test checks nothing")
+	}
+	for _, st := range []string{"Starting", "Stopping", "Working", "Stopped", "Unknown"} {
+		for _, res := range []string{"Success", "Warning", "Failed", "None", "Unknown"} {
+			expect(t, s, k("veeam_cloud_failover_sessions", "target", "em", "state", st, "result", res), float64(counts[[2]string{st, res}]))
+		}
+	}
+
+	// VBR replicas and their newest points.
+	latest := map[string]time.Time{}
+	for _, p := range est.VBR.Points {
+		if id := low(p.ReplicaID); p.CreationTime.After(latest[id]) {
+			latest[id] = p.CreationTime
+		}
+	}
+	for _, r := range est.VBR.Replicas {
+		id := low(r.ID)
+		expect(t, s, k("veeam_replica_info", "target", "vbr", "replica_id", id, "replica", r.Name, "type", r.Type), 1)
+		expect(t, s, k("veeam_replica_state", "target", "vbr", "replica_id", id, "state", r.State), 1)
+		if ts, ok := latest[id]; ok {
+			expect(t, s, k("veeam_replica_latest_point_timestamp_seconds", "target", "vbr", "replica_id", id), unix(ts))
+		}
+	}
+	if got := count(s, "veeam_replica_info"); got != len(est.VBR.Replicas) {
+		t.Errorf("%d replica series, estate has %d", got, len(est.VBR.Replicas))
+	}
+}
+
+func unix(t time.Time) float64 { return float64(t.Unix()) + float64(t.Nanosecond())/1e9 }
+
+// TestFailingTargets: a target whose login fails and one whose API answers
+// 500 report veeam_up 0 and success 0 for each collector, while the others
+// are scraped as usual. The password never reaches the log.
+func TestFailingTargets(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 7, Now: fixedClock,
+		VSPC: simulator.VSPCOptions{Plans: 2, ObjectsPerPlan: 2},
+		EM:   simulator.EMOptions{Plans: 2, CloudSessions: 4, CdpReplicas: -1},
+		VBR:  simulator.VBROptions{Replicas: 2, PointsPerReplica: 1}})
+	sim.SetFault(simulator.APIEM, simulator.Fault{Status: 500})
+	const wrong = "wrong-password-4711"
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e := newExporter(t, []collector.Target{
+		target(t, sim, veeam.TypeVSPC, "bad-login", wrong),
+		target(t, sim, veeam.TypeEM, "broken", simulator.DefaultPassword),
+		target(t, sim, veeam.TypeVBR, "good", simulator.DefaultPassword),
+	}, collector.Options{PerObject: true, SessionsPerPlan: 1, Logger: logger})
+	s := series(gather(t, e, context.Background()))
+
+	expect(t, s, k("veeam_up", "target", "bad-login", "type", "vspc"), 0)
+	expect(t, s, k("veeam_up", "target", "broken", "type", "em"), 0)
+	expect(t, s, k("veeam_up", "target", "good", "type", "vbr"), 1)
+	for _, c := range []struct{ target, collector string }{
+		{"bad-login", config.CollectorFailoverPlans}, {"bad-login", config.CollectorFailoverPlanObjects},
+		{"broken", config.CollectorFailoverPlans}, {"broken", config.CollectorCloudFailoverSessions},
+	} {
+		expect(t, s, k("veeam_scrape_collector_success", "target", c.target, "collector", c.collector), 0)
+		if _, ok := s[k("veeam_scrape_collector_duration_seconds", "target", c.target, "collector", c.collector)]; !ok {
+			t.Errorf("no duration for %s/%s", c.target, c.collector)
+		}
+	}
+	expect(t, s, k("veeam_scrape_collector_success", "target", "good", "collector", config.CollectorReplicas), 1)
+	if n := count(s, "veeam_replica_info", "target", "good"); n != 2 {
+		t.Errorf("good target: %d replicas, want 2", n)
+	}
+	if n := count(s, "veeam_failover_plan_info"); n != 0 {
+		t.Errorf("failing targets still exported %d plans", n)
+	}
+	if strings.Contains(logs.String(), wrong) || strings.Contains(logs.String(), simulator.DefaultPassword) {
+		t.Errorf("a password reached the log:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "bad-login") {
+		t.Errorf("the failed login was not logged:\n%s", logs.String())
+	}
+}
+
+// syncWriter makes a bytes.Buffer safe for the parallel collectors' logs.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.String()
+}
+
+// TestScrapeTimeout: a collector slower than the scrape's deadline is
+// reported unsuccessful in time, the others deliver their metrics, and the
+// fetch left running is joined by the next scrape.
+func TestScrapeTimeout(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 3, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 2, ObjectsPerPlan: 2}})
+	const slow = 1500 * time.Millisecond
+	sim.SetFault(simulator.APIVSPC, simulator.Fault{PathPrefix: "/api/v3/infrastructure/backupServers/failoverplans/objects", Latency: slow})
+	e := newExporter(t, []collector.Target{target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword)},
+		collector.Options{PerObject: true})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	s := series(gather(t, e, ctx))
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("scrape took %v with a 400ms deadline", took)
+	}
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlans), 1)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlanObjects), 0)
+	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 0)
+	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", config.CollectorFailoverPlanObjects)]; d < 0.3 || d > 0.9 {
+		t.Errorf("duration of the unfinished collector = %g, want about the 0.4s waited", d)
+	}
+	if n := count(s, "veeam_failover_plan_info"); n != 2 {
+		t.Errorf("%d plans, want 2 from the collector that finished", n)
+	}
+	if n := count(s, "veeam_failover_plan_objects_by_restore_status"); n != 0 {
+		t.Errorf("unfinished collector exported %d series", n)
+	}
+
+	// The next scrape, with time enough, joins the fetch still running
+	// rather than starting another one.
+	objectReads := func() int {
+		n := 0
+		for _, r := range sim.Requests(simulator.APIVSPC) {
+			if strings.HasPrefix(r.Path, "/api/v3/infrastructure/backupServers/failoverplans/objects") {
+				n++
+			}
+		}
+		return n
+	}
+	before := objectReads()
+	s = series(gather(t, e, context.Background()))
+	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 1)
+	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", config.CollectorFailoverPlanObjects)]; d < slow.Seconds() {
+		t.Errorf("duration %g, want the whole fetch (>= %v)", d, slow)
+	}
+	if after := objectReads(); after != before {
+		// The request log records a request when it is answered, so the
+		// joined fetch's page may land in between; a second fetch would add
+		// another.
+		if after-before > 1 {
+			t.Errorf("the second scrape fetched again: %d object reads before, %d after", before, after)
+		}
+	}
+
+	// A deadline already past reports every collector unsuccessful at once.
+	done, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	s = series(gather(t, e, done))
+	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlans), 0)
+}
+
+// clock is a settable clock for cache ages.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func dataRequests(sim *simulator.Simulator, api simulator.API) int {
+	n := 0
+	for _, r := range sim.Requests(api) {
+		if !strings.Contains(r.Path, "token") && !strings.Contains(r.Path, "sessionMngr") && !strings.Contains(r.Path, "logonSessions") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestMinInterval(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 5, Now: fixedClock, VBR: simulator.VBROptions{Replicas: 3, PointsPerReplica: 2}})
+	clk := &clock{t: fixedNow}
+	e := newExporter(t, []collector.Target{target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword)},
+		collector.Options{MinInterval: time.Minute, Now: clk.Now})
+
+	mfs := gather(t, e, context.Background())
+	first := dataRequests(sim, simulator.APIVBR)
+	if first == 0 {
+		t.Fatal("no requests on the first scrape")
+	}
+	for _, mf := range mfs {
+		if !strings.HasSuffix(mf.GetHelp(), "(cached up to 1m)") {
+			t.Errorf("%s: help %q does not say it is cached", mf.GetName(), mf.GetHelp())
+		}
+	}
+
+	clk.Advance(59 * time.Second)
+	s := series(gather(t, e, context.Background()))
+	if n := dataRequests(sim, simulator.APIVBR); n != first {
+		t.Errorf("a scrape within min_interval made %d requests", n-first)
+	}
+	expect(t, s, k("veeam_up", "target", "vbr", "type", "vbr"), 1)
+	if n := count(s, "veeam_replica_info"); n != 3 {
+		t.Errorf("cached scrape: %d replicas, want 3", n)
+	}
+
+	// Once older, the result is fetched again. A failure is not cached:
+	// the next scrape tries again.
+	clk.Advance(2 * time.Second)
+	sim.SetFault(simulator.APIVBR, simulator.Fault{Status: 500, PathPrefix: "/api/v1/replica"})
+	s = series(gather(t, e, context.Background()))
+	expect(t, s, k("veeam_up", "target", "vbr", "type", "vbr"), 0)
+	second := dataRequests(sim, simulator.APIVBR)
+	if second == first {
+		t.Error("no requests after min_interval passed")
+	}
+	sim.ClearFaults()
+	s = series(gather(t, e, context.Background()))
+	expect(t, s, k("veeam_up", "target", "vbr", "type", "vbr"), 1)
+	if dataRequests(sim, simulator.APIVBR) == second {
+		t.Error("a failed fetch was served from the cache")
+	}
+}
+
+// TestSingleflight: two concurrent scrapes make the requests of one.
+func TestSingleflight(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 9, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 4, ObjectsPerPlan: 3}})
+	e := newExporter(t, []collector.Target{target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword)},
+		collector.Options{PerObject: true})
+	gather(t, e, context.Background()) // logs in
+	sim.ResetRequests()
+	gather(t, e, context.Background())
+	one := dataRequests(sim, simulator.APIVSPC)
+	if one == 0 {
+		t.Fatal("no requests")
+	}
+
+	sim.SetFault(simulator.APIVSPC, simulator.Fault{Latency: 300 * time.Millisecond})
+	sim.ResetRequests()
+	var wg sync.WaitGroup
+	results := make([]map[string]float64, 2)
+	for i := range results {
+		wg.Go(func() { results[i] = series(gather(t, e, context.Background())) })
+	}
+	wg.Wait()
+	if n := dataRequests(sim, simulator.APIVSPC); n != one {
+		t.Errorf("two concurrent scrapes made %d requests, one makes %d", n, one)
+	}
+	if !maps.Equal(results[0], results[1]) {
+		t.Error("the two scrapes saw different metrics")
+	}
+}
+
+// TestSessionsPerPlan: only the newest N sessions of each plan get their own
+// series; the counts cover all.
+func TestSessionsPerPlan(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 11, Now: fixedClock, EM: simulator.EMOptions{Plans: 3, CloudSessions: 30, CdpReplicas: -1}})
+	ems := target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword, config.CollectorCloudFailoverSessions)
+	byPlan := map[string][]simulator.EMCloudSession{}
+	total := 0
+	for _, cs := range sim.Estate().EM.CloudSessions {
+		if !cs.CreationTimeUTC.Before(fixedNow.Add(-30 * 24 * time.Hour)) {
+			byPlan[cs.Name] = append(byPlan[cs.Name], cs)
+			total++
+		}
+	}
+	for _, n := range []int{0, 1, 2, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			e := newExporter(t, []collector.Target{ems}, collector.Options{SessionsPerPlan: n})
+			s := series(gather(t, e, context.Background()))
+			sum := 0
+			for st := range s {
+				if strings.HasPrefix(st, "veeam_cloud_failover_sessions{") {
+					sum += int(s[st])
+				}
+			}
+			if sum != total {
+				t.Errorf("counts sum to %d, %d sessions in the window", sum, total)
+			}
+			for plan, sessions := range byPlan {
+				slices.SortFunc(sessions, func(a, b simulator.EMCloudSession) int { return b.CreationTimeUTC.Compare(a.CreationTimeUTC) })
+				want := min(n, len(sessions))
+				if got := count(s, "veeam_cloud_failover_session_info", "plan", plan); got != want {
+					t.Errorf("plan %q: %d sessions, want %d", plan, got, want)
+				}
+				for _, cs := range sessions[:want] {
+					expect(t, s, k("veeam_cloud_failover_session_info", "target", "em", "session_id", strings.ToLower(cs.UID), "plan", plan), 1)
+				}
+			}
+		})
+	}
+}
+
+// TestPerObject: without per-object series only the per-plan counts remain.
+func TestPerObject(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 13, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 4}})
+	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, config.CollectorFailoverPlanObjects)
+	for _, perObject := range []bool{true, false} {
+		e := newExporter(t, []collector.Target{tgt}, collector.Options{PerObject: perObject})
+		s := series(gather(t, e, context.Background()))
+		for _, name := range []string{
+			"veeam_failover_plan_object_info",
+			"veeam_failover_plan_object_restore_status",
+		} {
+			if got := count(s, name) > 0; got != perObject {
+				t.Errorf("per_object %v: %s present = %v", perObject, name, got)
+			}
+		}
+		if n := count(s, "veeam_failover_plan_objects_by_restore_status"); n != 3*6 {
+			t.Errorf("per_object %v: %d count series, want 3 plans x 6 statuses", perObject, n)
+		}
+	}
+}
+
+// TestInvalidTargets: a collector the type does not support, or a missing
+// client, fail on each scrape without disturbing the valid collectors.
+func TestInvalidTargets(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 1, Now: fixedClock, VBR: simulator.VBROptions{Replicas: 1, PointsPerReplica: 1}})
+	good := target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword)
+	wrong := good
+	wrong.Name, wrong.Collectors = "vbr-wrong", []string{config.CollectorReplicas, config.CollectorFailoverPlans}
+	e := newExporter(t, []collector.Target{
+		good,
+		wrong,
+		{Name: "no-client", Type: veeam.TypeVSPC},
+		{Name: "vbr", Type: veeam.TypeVBR}, // duplicate name, ignored
+	}, collector.Options{})
+	s := series(gather(t, e, context.Background()))
+	expect(t, s, k("veeam_up", "target", "vbr", "type", "vbr"), 1)
+	expect(t, s, k("veeam_up", "target", "vbr-wrong", "type", "vbr"), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", config.CollectorReplicas), 1)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", config.CollectorFailoverPlans), 0)
+	expect(t, s, k("veeam_up", "target", "no-client", "type", "vspc"), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "no-client", "collector", config.CollectorFailoverPlanObjects), 0)
+}
+
+// TestPromtool runs `promtool check metrics` on a full scrape of all three
+// target types.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not found; CI needs it")
+		}
+		t.Skip("promtool not found: install it from https://prometheus.io/download/ (it ships with Prometheus) or `go install github.com/prometheus/prometheus/cmd/promtool@latest`")
+	}
+	sim := startSim(t, simulator.Options{Seed: 17, Now: fixedClock})
+	e := newExporter(t, []collector.Target{
+		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
+		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
+		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
+	}, collector.Options{PerObject: true, SessionsPerPlan: 2, MinInterval: time.Minute})
+	out := exposition(t, gather(t, e, context.Background()))
+	if !bytes.Contains(out, []byte("veeam_cloud_failover_session_info")) || !bytes.Contains(out, []byte("veeam_replica_info")) || !bytes.Contains(out, []byte("veeam_failover_plan_object_info")) {
+		t.Fatalf("the scrape misses metrics:\n%s", out)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(out)
+	res, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(res)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, res)
+	}
+}
+
+// BenchmarkCollectPlanObjects scrapes a 50,000-object VSPC estate (2,000 with
+// -short) end to end: simulator, client, collector and registry. B/object
+// counts every allocation in the process, the simulator's included; the
+// "client" sub-benchmark is the client's read alone, so the difference is
+// what the collector and the registry add.
+func BenchmarkCollectPlanObjects(b *testing.B) {
+	plans := 10000
+	if testing.Short() {
+		plans = 400
+	}
+	const perPlan = 5
+	objects := plans * perPlan
+	sim := startSim(b, simulator.Options{Seed: 1, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: plans, ObjectsPerPlan: perPlan, BackupServers: 10}})
+	tgt := target(b, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, config.CollectorFailoverPlanObjects)
+	e := newExporter(b, []collector.Target{tgt}, collector.Options{PerObject: true})
+	if n := len(gather(b, e, context.Background())); n == 0 { // logs in
+		b.Fatal("no metrics")
+	}
+	perObject := func(b *testing.B, f func()) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for b.Loop() {
+			f()
+		}
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/float64(objects), "B/object")
+	}
+	b.Run("scrape", func(b *testing.B) {
+		perObject(b, func() { gather(b, e, context.Background()) })
+	})
+	b.Run("client", func(b *testing.B) {
+		perObject(b, func() {
+			if _, err := tgt.VSPC.ListFailoverPlanObjects(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+}

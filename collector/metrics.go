@@ -1,0 +1,354 @@
+package collector
+
+import (
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+)
+
+// Source endpoints named in HELP texts, so that a reader of /metrics knows
+// which API call a number comes from.
+const (
+	srcVSPCPlans    = "VSPC GET /api/v3/infrastructure/backupServers/failoverplans"
+	srcVSPCObjects  = "VSPC GET /api/v3/infrastructure/backupServers/failoverplans/objects"
+	srcEMPlans      = "EM GET /api/query?type=FailoverPlan"
+	srcEMSessions   = "EM GET /api/query?type=CloudFailoverSession"
+	srcVBRReplicas  = "VBR GET /api/v1/replicas"
+	srcVBRPoints    = "VBR GET /api/v1/replicaPoints"
+	stateUnknown    = "Unknown"
+	stateNone       = "None"
+	labelTarget     = "target"
+	labelPlanID     = "plan_id"
+	labelObjectID   = "object_id"
+	labelSessionID  = "session_id"
+	labelReplicaID  = "replica_id"
+	labelStatus     = "status"
+	labelState      = "state"
+	labelResult     = "result"
+	labelCollector  = "collector"
+	labelTargetType = "type"
+)
+
+// The documented values of every enum exported as a stateset. Each stateset
+// emits one series per value, 1 for the current one, so that `== 1` and
+// absent() queries work. A value the exporter does not know (a newer product
+// version) is reported as Unknown.
+var (
+	// VSPC BackupFailoverPlan.status.
+	planStatuses = []string{"Ready", "InProgress", "InUndoProgress", "Completed", "Success", "Failed", "UndoFailed", stateUnknown}
+	// VSPC BackupFailoverPlan.lastSession.status.
+	lastSessionStatuses = []string{"Success", "Warning", "Failed", stateNone, stateUnknown}
+	// VSPC restoreSession.backupStatus; None when the VM has no restore
+	// session (the plan never ran).
+	restoreStatuses = []string{"Running", "Success", "Warning", "Failed", stateNone, stateUnknown}
+	// EM CloudFailoverSession.State.
+	sessionStates = []string{"Starting", "Stopping", "Working", "Stopped", stateUnknown}
+	// EM CloudFailoverSession.Result; None while a session has no result yet.
+	sessionResults = []string{"Success", "Warning", "Failed", stateNone, stateUnknown}
+	// VBR EReplicaState.
+	replicaStates = []string{"Ready", "Processing", "SureBackup", "Failover", "FailedFailover", "PermanentFailover", "Failback", "ReadyToSwitch", stateUnknown}
+)
+
+// family is one metric name: its Desc and, for each variable label, the
+// position it takes in the name-sorted label slice the registry expects.
+// States, for a stateset or a per-state count, holds the enum values and a
+// pre-built label pair for each; the state label is then the last label name
+// and is not passed to the methods below.
+type family struct {
+	desc       *prometheus.Desc
+	order      []int
+	states     []string
+	statePairs []*dto.LabelPair
+	stateIndex map[string]int
+	unknown    int // index of Unknown in states, -1 when absent
+}
+
+func newFamily(name, help string, labels []string, states []string) *family {
+	f := &family{
+		desc:    prometheus.NewDesc(name, help, labels, nil),
+		order:   make([]int, len(labels)),
+		states:  states,
+		unknown: -1,
+	}
+	sorted := slices.Clone(labels)
+	slices.Sort(sorted)
+	for i, l := range labels {
+		f.order[i], _ = slices.BinarySearch(sorted, l)
+	}
+	if states != nil {
+		stateLabel := &labels[len(labels)-1]
+		f.stateIndex = make(map[string]int, len(states))
+		for i, s := range states {
+			f.statePairs = append(f.statePairs, &dto.LabelPair{Name: stateLabel, Value: &states[i]})
+			f.stateIndex[s] = i
+			if s == stateUnknown {
+				f.unknown = i
+			}
+		}
+	}
+	return f
+}
+
+// index maps an API value to its position in states: exact match first,
+// then case-insensitively, else Unknown. An empty value means None where the
+// enum has it.
+func (f *family) index(v string) int {
+	if v == "" {
+		if i, ok := f.stateIndex[stateNone]; ok {
+			return i
+		}
+		return f.unknown
+	}
+	if i, ok := f.stateIndex[v]; ok {
+		return i
+	}
+	for i, s := range f.states {
+		if strings.EqualFold(s, v) {
+			return i
+		}
+	}
+	return f.unknown
+}
+
+// sample is a gauge sample. Unlike prometheus.MustNewConstMetric it takes
+// label pairs that are built once and shared by every sample of the same
+// plan, object or session, which keeps a scrape of 50,000 plan objects cheap.
+// Label pairs and gauges are never modified after construction, the same
+// contract const metrics have.
+type sample struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	gauge  *dto.Gauge
+}
+
+func (s *sample) Desc() *prometheus.Desc { return s.desc }
+
+func (s *sample) Write(m *dto.Metric) error {
+	m.Label = s.labels
+	m.Gauge = s.gauge
+	return nil
+}
+
+// valueSample is a sample with its own value, in one allocation.
+type valueSample struct {
+	sample
+	g dto.Gauge
+	v float64
+}
+
+// builder turns label values into shared pairs and samples. One per
+// Exporter; nothing in it changes after newBuilder.
+type builder struct {
+	zero, one *dto.Gauge
+	names     map[string]*string
+}
+
+func newBuilder() *builder {
+	zero, one := 0.0, 1.0
+	b := &builder{zero: &dto.Gauge{Value: &zero}, one: &dto.Gauge{Value: &one}, names: map[string]*string{}}
+	for _, n := range []string{
+		labelTarget, labelTargetType, labelCollector, labelPlanID, labelObjectID, labelSessionID, labelReplicaID,
+		labelStatus, labelState, labelResult, "plan", "backup_server_id", "type", "tenant_id", "object", "host", "replica",
+	} {
+		b.names[n] = &n
+	}
+	return b
+}
+
+// pair builds a label pair; name must be one of the names newBuilder knows.
+func (b *builder) pair(name, value string) *dto.LabelPair {
+	if !utf8.ValidString(value) {
+		value = strings.ToValidUTF8(value, "\uFFFD")
+	}
+	return &dto.LabelPair{Name: b.names[name], Value: &value}
+}
+
+// lower lower-cases an id; it does not allocate when the id already is.
+func lower(id string) string { return strings.ToLower(id) }
+
+// labels places pairs (in the family's label order) into a sorted slice.
+func (f *family) labels(dst []*dto.LabelPair, pairs []*dto.LabelPair) {
+	for i, p := range pairs {
+		dst[f.order[i]] = p
+	}
+}
+
+// gauge returns one sample with value v.
+func (b *builder) gauge(f *family, v float64, pairs ...*dto.LabelPair) prometheus.Metric {
+	lbls := make([]*dto.LabelPair, len(pairs))
+	f.labels(lbls, pairs)
+	switch v {
+	case 0:
+		return &sample{desc: f.desc, labels: lbls, gauge: b.zero}
+	case 1:
+		return &sample{desc: f.desc, labels: lbls, gauge: b.one}
+	}
+	s := &valueSample{sample: sample{desc: f.desc, labels: lbls}, v: v}
+	s.g.Value = &s.v
+	s.gauge = &s.g
+	return s
+}
+
+// stateset appends one sample per state of f, 1 for states[cur] and 0 for
+// the others.
+func (b *builder) stateset(dst []prometheus.Metric, f *family, cur int, pairs ...*dto.LabelPair) []prometheus.Metric {
+	n := len(pairs) + 1
+	samples := make([]sample, len(f.states))
+	lbls := make([]*dto.LabelPair, n*len(f.states))
+	for i := range f.states {
+		l := lbls[i*n : (i+1)*n : (i+1)*n]
+		f.labels(l, pairs)
+		l[f.order[n-1]] = f.statePairs[i]
+		g := b.zero
+		if i == cur {
+			g = b.one
+		}
+		samples[i] = sample{desc: f.desc, labels: l, gauge: g}
+		dst = append(dst, &samples[i])
+	}
+	return dst
+}
+
+// counts appends one sample per state of f with counts[i] as its value.
+func (b *builder) counts(dst []prometheus.Metric, f *family, counts []int, pairs ...*dto.LabelPair) []prometheus.Metric {
+	n := len(pairs) + 1
+	lbls := make([]*dto.LabelPair, n*len(f.states))
+	for i := range f.states {
+		l := lbls[i*n : (i+1)*n : (i+1)*n]
+		f.labels(l, pairs)
+		l[f.order[n-1]] = f.statePairs[i]
+		switch counts[i] {
+		case 0:
+			dst = append(dst, &sample{desc: f.desc, labels: l, gauge: b.zero})
+		case 1:
+			dst = append(dst, &sample{desc: f.desc, labels: l, gauge: b.one})
+		default:
+			s := &valueSample{sample: sample{desc: f.desc, labels: l}, v: float64(counts[i])}
+			s.g.Value = &s.v
+			s.gauge = &s.g
+			dst = append(dst, s)
+		}
+	}
+	return dst
+}
+
+// unixSeconds is t as a Prometheus timestamp value.
+func unixSeconds(t time.Time) float64 {
+	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
+}
+
+// metrics holds every family the exporter emits.
+type metrics struct {
+	up, success, duration *family
+
+	planInfo, planStatus, planObjects, planLastEnd, planLastStatus *family
+
+	objectInfo, objectStatus, objectPoint, objectsByStatus *family
+
+	sessions, sessionInfo, sessionState, sessionResult, sessionProgress, sessionStart, sessionEnd *family
+
+	replicaInfo, replicaState, replicaPoint *family
+}
+
+func newMetrics(minInterval time.Duration) *metrics {
+	suffix := ""
+	if minInterval > 0 {
+		suffix = " (cached up to " + model.Duration(minInterval).String() + ")"
+	}
+	g := func(name, help string, labels ...string) *family {
+		return newFamily(name, help+suffix, labels, nil)
+	}
+	cnt := func(name, help string, states []string, labels ...string) *family {
+		return newFamily(name, help+suffix, labels, states)
+	}
+	ss := func(name, help string, states []string, labels ...string) *family {
+		return newFamily(name, help+" One series per value ("+strings.Join(states, ", ")+"), 1 for the current."+suffix, labels, states)
+	}
+	return &metrics{
+		up: g("veeam_up",
+			"1 when the last scrape of this Veeam target authenticated and read all its collectors, else 0.",
+			labelTarget, labelTargetType),
+		success: g("veeam_scrape_collector_success",
+			"1 when the collector read its Veeam API before the scrape deadline, else 0.",
+			labelTarget, labelCollector),
+		duration: g("veeam_scrape_collector_duration_seconds",
+			"How long the collector's Veeam API reads took, or waited until the scrape deadline.",
+			labelTarget, labelCollector),
+
+		planInfo: g("veeam_failover_plan_info",
+			"Failover plan, always 1; from "+srcVSPCPlans+" or "+srcEMPlans+" (EM has no type or tenant).",
+			labelTarget, labelPlanID, "plan", "backup_server_id", "type", "tenant_id"),
+		planStatus: ss("veeam_failover_plan_status",
+			"Failover plan status, from "+srcVSPCPlans+" (status).",
+			planStatuses, labelTarget, labelPlanID, labelStatus),
+		planObjects: g("veeam_failover_plan_objects",
+			"VMs in the failover plan; "+srcVSPCPlans+" (objectsCount) or "+srcEMPlans+" (FailoveredVm count).",
+			labelTarget, labelPlanID),
+		planLastEnd: g("veeam_failover_plan_last_session_end_timestamp_seconds",
+			"End of the failover plan's last session, Unix time; "+srcVSPCPlans+" (lastSession.endTime, VSPC >= 3.6.1).",
+			labelTarget, labelPlanID),
+		planLastStatus: ss("veeam_failover_plan_last_session_status",
+			"Status of the failover plan's last session; "+srcVSPCPlans+" (lastSession.status, VSPC >= 3.6.1).",
+			lastSessionStatuses, labelTarget, labelPlanID, labelStatus),
+
+		objectInfo: g("veeam_failover_plan_object_info",
+			"VM in a failover plan, always 1; from "+srcVSPCObjects+".",
+			labelTarget, labelPlanID, labelObjectID, "object", "host"),
+		objectStatus: ss("veeam_failover_plan_object_restore_status",
+			"Status of the VM's restore session (None: no restore session); "+srcVSPCObjects+" (restoreSession.backupStatus).",
+			restoreStatuses, labelTarget, labelPlanID, labelObjectID, labelStatus),
+		objectPoint: g("veeam_failover_plan_object_restore_point_timestamp_seconds",
+			"Creation time of the restore point the VM would fail over to (RPO), Unix time; "+srcVSPCObjects+" (restoreSession.restorePointDateTime).",
+			labelTarget, labelPlanID, labelObjectID),
+		objectsByStatus: cnt("veeam_failover_plan_objects_by_restore_status",
+			"VMs in the failover plan per restore session status (None: no restore session), zeros included; "+srcVSPCObjects+".",
+			restoreStatuses, labelTarget, labelPlanID, labelStatus),
+
+		sessions: cnt("veeam_cloud_failover_sessions",
+			"Cloud failover sessions EM reports (last 30 days) per state and result (None: no result yet), zeros included; "+srcEMSessions+".",
+			sessionResults, labelTarget, labelState, labelResult),
+		sessionInfo: g("veeam_cloud_failover_session_info",
+			"Cloud failover session, always 1, for the newest sessions of each plan (plan is the session name); "+srcEMSessions+".",
+			labelTarget, labelSessionID, "plan"),
+		sessionState: ss("veeam_cloud_failover_session_state",
+			"State of the cloud failover session; "+srcEMSessions+" (State).",
+			sessionStates, labelTarget, labelSessionID, labelState),
+		sessionResult: ss("veeam_cloud_failover_session_result",
+			"Result of the cloud failover session (None: no result yet); "+srcEMSessions+" (Result).",
+			sessionResults, labelTarget, labelSessionID, labelResult),
+		sessionProgress: g("veeam_cloud_failover_session_progress_ratio",
+			"Progress of the cloud failover session, 0 to 1; "+srcEMSessions+" (Progress).",
+			labelTarget, labelSessionID),
+		sessionStart: g("veeam_cloud_failover_session_start_timestamp_seconds",
+			"Start of the cloud failover session, Unix time; "+srcEMSessions+" (CreationTimeUTC).",
+			labelTarget, labelSessionID),
+		sessionEnd: g("veeam_cloud_failover_session_end_timestamp_seconds",
+			"End of the cloud failover session once it ended, Unix time; "+srcEMSessions+" (EndTimeUTC).",
+			labelTarget, labelSessionID),
+
+		replicaInfo: g("veeam_replica_info",
+			"Replica, always 1; from "+srcVBRReplicas+".",
+			labelTarget, labelReplicaID, "replica", "type"),
+		replicaState: ss("veeam_replica_state",
+			"State of the replica; "+srcVBRReplicas+" (state).",
+			replicaStates, labelTarget, labelReplicaID, labelState),
+		replicaPoint: g("veeam_replica_latest_point_timestamp_seconds",
+			"Creation time of the replica's newest restore point (RPO), Unix time; "+srcVBRPoints+".",
+			labelTarget, labelReplicaID),
+	}
+}
+
+func (m *metrics) all() []*family {
+	return []*family{
+		m.up, m.success, m.duration,
+		m.planInfo, m.planStatus, m.planObjects, m.planLastEnd, m.planLastStatus,
+		m.objectInfo, m.objectStatus, m.objectPoint, m.objectsByStatus,
+		m.sessions, m.sessionInfo, m.sessionState, m.sessionResult, m.sessionProgress, m.sessionStart, m.sessionEnd,
+		m.replicaInfo, m.replicaState, m.replicaPoint,
+	}
+}

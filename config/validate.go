@@ -1,0 +1,317 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/alertmanager/pkg/labels"
+)
+
+// validate checks the decoded config and records every problem; it goes on
+// after each one so that a single --config.check run shows them all.
+func (p *parser) validate(cfg *Config, opts LoadOptions) {
+	p.validateTargets(cfg)
+	if n := cfg.Collectors.CloudFailoverSessions.SessionsPerPlan; n < 0 {
+		p.errorf("collectors.cloud_failover_sessions.sessions_per_plan", "must be 0 or more, got %d", n)
+	}
+	if n := cfg.Scrape.Concurrency; n < 1 {
+		p.errorf("scrape.concurrency", "must be at least 1, got %d", n)
+	}
+	p.validateTrigger(cfg, opts)
+}
+
+func (p *parser) validateTargets(cfg *Config) {
+	names := map[string]string{} // name -> key of its first use
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		key := fmt.Sprintf("targets[%d]", i)
+		if t.Name == "" {
+			p.errorf(key+".name", "missing: every target needs a name (it becomes the target label)")
+		} else if first, dup := names[t.Name]; dup {
+			p.errorf(key+".name", "duplicate target name %q (first used on line %d)", t.Name, p.lineOf(first))
+		} else {
+			names[t.Name] = key + ".name"
+		}
+
+		typeOK := false
+		switch t.Type {
+		case "":
+			p.errorf(key+".type", "missing: one of vspc, em or vbr")
+		case TypeVSPC, TypeEM, TypeVBR:
+			typeOK = true
+		default:
+			p.errorf(key+".type", "unknown target type %q: want vspc, em or vbr", t.Type)
+		}
+
+		if u, msg := checkURL(t.URL); msg != "" {
+			p.errorf(key+".url", "%s", msg)
+		} else {
+			t.URL = u
+		}
+		p.validateCredentials(t, key, typeOK)
+
+		if t.Timeout <= 0 {
+			p.errorf(key+".timeout", "must be more than 0s")
+		}
+		p.validateCollectors(t, key, typeOK)
+
+		tls := &t.TLSConfig
+		for _, f := range []struct{ key, val string }{{"ca_ref", tls.CARef}, {"cert_ref", tls.CertRef}, {"key_ref", tls.KeyRef}} {
+			if f.val != "" {
+				p.errorf(key+".tls_config."+f.key, "secret references are not supported; use %s_file", strings.TrimSuffix(f.key, "_ref"))
+			}
+		}
+		for _, f := range []struct{ key, path string }{{"ca_file", tls.CAFile}, {"cert_file", tls.CertFile}, {"key_file", tls.KeyFile}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				p.errorf(key+".tls_config."+f.key, "cannot read %s: %v", f.path, pathErrorCause(err))
+			}
+		}
+		if err := t.ProxyConfig.Validate(); err != nil {
+			p.errorf(key+".proxy_url", "%v", err)
+		}
+		if u := t.ProxyConfig.ProxyURL.URL; u != nil {
+			if pw, ok := u.User.Password(); ok {
+				p.addSecret(pw)
+			}
+			if u.Scheme == "" || u.Host == "" {
+				p.errorf(key+".proxy_url", "invalid URL: want scheme://host:port")
+			}
+		}
+	}
+}
+
+// checkURL returns the base URL as scheme://host[:port], or why it is not one.
+// Messages never quote the URL: it might carry a password.
+func checkURL(raw string) (string, string) {
+	if raw == "" {
+		return "", "missing: the server's base URL, e.g. https://vspc.example.com:1280"
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "not a valid URL; want scheme://host:port"
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", "the scheme must be http or https"
+	case u.User != nil:
+		return "", "must not contain credentials; use username and password_file"
+	case u.Host == "" || u.Hostname() == "":
+		return "", "missing host; want scheme://host:port"
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "", u.Opaque != "":
+		return "", "must be only scheme://host:port; the client adds the API path itself"
+	}
+	return u.Scheme + "://" + u.Host, ""
+}
+
+func (p *parser) validateCredentials(t *Target, key string, typeOK bool) {
+	hasPassword := t.Password != "" || t.PasswordFile != ""
+	hasAPIKey := t.APIKey != "" || t.APIKeyFile != ""
+	if t.Password != "" && t.PasswordFile != "" {
+		p.errorf(key+".password_file", "password and password_file are both set; keep one (password_file is preferred)")
+	}
+	if t.APIKey != "" && t.APIKeyFile != "" {
+		p.errorf(key+".api_key_file", "api_key and api_key_file are both set; keep one (api_key_file is preferred)")
+	}
+	apiKeyKey := key + ".api_key_file"
+	if t.APIKeyFile == "" {
+		apiKeyKey = key + ".api_key"
+	}
+	switch {
+	case hasAPIKey && typeOK && t.Type != TypeVSPC:
+		p.errorf(apiKeyKey, "API keys are only supported by vspc targets; use username and password_file")
+	case hasAPIKey && (hasPassword || t.Username != ""):
+		p.errorf(apiKeyKey, "set either an API key or username with password_file, not both")
+	case hasAPIKey:
+	case t.Username == "" && !hasPassword:
+		alt := ""
+		if t.Type == TypeVSPC {
+			alt = " (or api_key_file)"
+		}
+		p.errorf(key+".username", "missing credentials: set username and password_file%s", alt)
+	case t.Username == "":
+		p.errorf(key+".username", "missing: a password needs a username")
+	case !hasPassword:
+		p.errorf(key+".password_file", "missing: username %q needs password_file (or password)", t.Username)
+	}
+}
+
+func (p *parser) validateCollectors(t *Target, key string, typeOK bool) {
+	supported := SupportedCollectors(t.Type)
+	seen := map[string]bool{}
+	for j, c := range t.Collectors {
+		ck := fmt.Sprintf("%s.collectors[%d]", key, j)
+		switch {
+		case !slices.Contains(allCollectors(), c):
+			p.errorf(ck, "unknown collector %q (known: %s)", c, strings.Join(allCollectors(), ", "))
+		case seen[c]:
+			p.errorf(ck, "collector %q is listed twice", c)
+		case typeOK && !slices.Contains(supported, c):
+			p.errorf(ck, "collector %q is not supported by %s targets (supported: %s)", c, t.Type, strings.Join(supported, ", "))
+		}
+		seen[c] = true
+	}
+}
+
+func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
+	tr := &cfg.Trigger
+	if tr.MaxConcurrent < 1 {
+		p.errorf("trigger.max_concurrent", "must be at least 1, got %d", tr.MaxConcurrent)
+	}
+	if tr.RateLimit.Actions < 1 {
+		p.errorf("trigger.rate_limit.actions", "must be at least 1, got %d", tr.RateLimit.Actions)
+	}
+	if tr.RateLimit.Per <= 0 {
+		p.errorf("trigger.rate_limit.per", "must be more than 0s")
+	}
+	if tr.ActionTimeout <= 0 {
+		p.errorf("trigger.action_timeout", "must be more than 0s")
+	}
+	if !tr.DryRun {
+		if tr.WebhookBearerTokenFile == "" && !opts.WebhookBasicAuth && !tr.AllowUnauthenticatedWebhook {
+			p.errorf("trigger.dry_run", "dry_run is false but the webhook has no authentication: "+
+				"set trigger.webhook_bearer_token_file (and send it from Alertmanager's http_config.authorization), "+
+				"or basic_auth_users in --web.config.file, or, if the network alone protects /webhook, "+
+				"allow_unauthenticated_webhook: true")
+		}
+		if tr.StateFile == "" {
+			p.errorf("trigger.state_file", "missing: dry_run is false, and decisions must be recorded in a durable state file before any call is made")
+		}
+	}
+	names := map[string]string{}
+	for i := range tr.Rules {
+		r := &tr.Rules[i]
+		key := fmt.Sprintf("trigger.rules[%d]", i)
+		if r.Name == "" {
+			p.errorf(key+".name", "missing: every rule needs a name")
+		} else if first, dup := names[r.Name]; dup {
+			p.errorf(key+".name", "duplicate rule name %q (first used on line %d)", r.Name, p.lineOf(first))
+		} else {
+			names[r.Name] = key + ".name"
+		}
+		if len(r.Matchers) == 0 {
+			p.errorf(key+".matchers", `missing: a rule needs at least one matcher, e.g. 'alertname="SiteDown"'`)
+		}
+		r.ParsedMatchers = nil
+		for j, m := range r.Matchers {
+			pm, err := labels.ParseMatcher(m)
+			if err != nil {
+				p.errorf(fmt.Sprintf("%s.matchers[%d]", key, j), "invalid matcher: %v", err)
+				continue
+			}
+			r.ParsedMatchers = append(r.ParsedMatchers, pm)
+		}
+		if r.MinAlerts < 1 {
+			p.errorf(key+".min_alerts", "must be at least 1, got %d", r.MinAlerts)
+		}
+		p.validateAction(cfg, &r.Action, key+".action")
+	}
+}
+
+func (p *parser) validateAction(cfg *Config, a *Action, key string) {
+	want := ActionTargetType(a.Type)
+	switch {
+	case a.Type == "":
+		p.errorf(key+".type", "missing: one of %s", strings.Join(ActionTypes(), ", "))
+	case want == "":
+		p.errorf(key+".type", "unknown action type %q (known: %s)", a.Type, strings.Join(ActionTypes(), ", "))
+	}
+	if a.Target == "" {
+		p.errorf(key+".target", "missing: the name of the target to act on")
+	} else if t := cfg.TargetByName(a.Target); t == nil {
+		p.errorf(key+".target", "no target named %q", a.Target)
+	} else if want != "" && SupportedCollectors(t.Type) != nil && t.Type != want {
+		p.errorf(key+".target", "%s needs a target of type %s, but %q is of type %s", a.Type, want, a.Target, t.Type)
+	}
+	if want == "" {
+		return
+	}
+
+	// Which keys this action type uses; every other one is an error, so
+	// that a misplaced key does not silently do nothing.
+	used := map[string]bool{}
+	switch {
+	case a.Type == ActionEMCdpFailover:
+		used["cdp_replica"], used["vm"] = true, true
+		if a.CdpReplica == "" {
+			p.errorf(key+".cdp_replica", "missing: %s needs the CDP replica (name or id)", a.Type)
+		}
+		if a.VM == "" {
+			p.errorf(key+".vm", "missing: %s needs the VM (name or id) of the CDP replica", a.Type)
+		}
+	case want == TypeVBR:
+		used["replicas"], used["replica_label"], used["replica_point_ids"], used["reason"] = true, true, true, true
+		var ways []string
+		for _, w := range []struct {
+			key string
+			set bool
+		}{{"replicas", len(a.Replicas) > 0}, {"replica_label", a.ReplicaLabel != ""}, {"replica_point_ids", len(a.ReplicaPointIDs) > 0}} {
+			if w.set {
+				ways = append(ways, w.key)
+			}
+		}
+		switch len(ways) {
+		case 0:
+			p.errorf(key+".replicas", "missing: %s needs replicas, replica_label or replica_point_ids", a.Type)
+		case 1:
+		default:
+			p.errorf(key+"."+ways[1], "%s are set; use exactly one of replicas, replica_label and replica_point_ids", strings.Join(ways, " and "))
+		}
+		p.checkEntries(key+".replicas", a.Replicas)
+		p.checkEntries(key+".replica_point_ids", a.ReplicaPointIDs)
+		p.checkLabelAllow(key, "replica_label", a.ReplicaLabel, a.Allow, used)
+	default: // vspc_plan_*, em_plan_*
+		used["plan"], used["plan_label"] = true, true
+		if a.Type == ActionVSPCPlanStart {
+			used["test"] = true
+		}
+		switch {
+		case a.Plan != "" && a.PlanLabel != "":
+			p.errorf(key+".plan_label", "plan and plan_label are both set; name the plan one way")
+		case a.Plan == "" && a.PlanLabel == "":
+			p.errorf(key+".plan", "missing: %s needs plan (name or id) or plan_label with allow", a.Type)
+		}
+		p.checkLabelAllow(key, "plan_label", a.PlanLabel, a.Allow, used)
+	}
+	for _, f := range []struct {
+		key string
+		set bool
+	}{
+		{"plan", a.Plan != ""}, {"plan_label", a.PlanLabel != ""}, {"allow", len(a.Allow) > 0}, {"test", a.Test},
+		{"replicas", len(a.Replicas) > 0}, {"replica_label", a.ReplicaLabel != ""}, {"replica_point_ids", len(a.ReplicaPointIDs) > 0},
+		{"reason", a.Reason != ""}, {"cdp_replica", a.CdpReplica != ""}, {"vm", a.VM != ""},
+	} {
+		switch {
+		case !f.set || used[f.key]:
+		case f.key == "allow" && (used["plan_label"] || used["replica_label"]):
+			p.errorf(key+".allow", "allow only applies with plan_label or replica_label")
+		default:
+			p.errorf(key+"."+f.key, "not used by %s", a.Type)
+		}
+	}
+}
+
+// checkLabelAllow: an object chosen by an alert label must be one of allow.
+func (p *parser) checkLabelAllow(key, labelKey, label string, allow []string, used map[string]bool) {
+	if label == "" {
+		return
+	}
+	used["allow"] = true
+	if len(allow) == 0 {
+		p.errorf(key+".allow", "missing: with %s the alert chooses the object, so allow must list the ones it may choose", labelKey)
+	}
+	p.checkEntries(key+".allow", allow)
+}
+
+func (p *parser) checkEntries(key string, list []string) {
+	for i, s := range list {
+		if strings.TrimSpace(s) == "" {
+			p.errorf(fmt.Sprintf("%s[%d]", key, i), "empty entry")
+		}
+	}
+}

@@ -1,0 +1,93 @@
+// Command veeam_failover_exporter exports the failover state of a Veeam estate to
+// Prometheus and turns Alertmanager webhooks into guarded failover calls.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/veeam-failover/veeam_failover_exporter/demo"
+)
+
+const exporterName = "veeam_failover_exporter"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	app := kingpin.New(exporterName, "Prometheus exporter and Alertmanager webhook receiver for Veeam failover.")
+	var (
+		configFile  = app.Flag("config.file", "Exporter configuration file.").Default(exporterName + ".yml").String()
+		configCheck = app.Flag("config.check", "Validate the configuration file and exit (0 ok, 1 with errors).").Bool()
+		demoMode    = app.Flag("demo", "Run against the embedded Veeam simulator with the trigger armed against it.").Bool()
+		testPayload = app.Flag("trigger.test-payload", "Print, for each alert of this Alertmanager payload file, which rule matches and which guard would stop it; calls nothing.").String()
+		toolkit     = webflag.AddFlags(app, ":9852")
+		logConfig   = &promslog.Config{}
+	)
+	promslogflag.AddFlags(app, logConfig)
+	app.Version(version.Print(exporterName))
+	app.HelpFlag.Short('h')
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	logger := promslog.New(logConfig)
+
+	if *demoMode {
+		env, err := demo.Start(demo.Options{Seed: 1})
+		if err != nil {
+			logger.Error("demo failed to start", "err", err)
+			return 1
+		}
+		defer env.Close()
+		*configFile = env.ConfigFile
+		logger.Info("demo: simulator started", "vspc", env.Sim.VSPCURL(), "em", env.Sim.EMURL(), "vbr", env.Sim.VBRURL(), "config", env.ConfigFile)
+	}
+
+	webAuth, err := webConfigHasBasicAuth(*toolkit.WebConfigFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if *configCheck {
+		return checkConfig(os.Stdout, *configFile, webAuth)
+	}
+	if *testPayload != "" {
+		return checkPayload(os.Stdout, *configFile, *testPayload, webAuth)
+	}
+
+	logger.Info("starting "+exporterName, "version", version.Info(), "build_context", version.BuildContext())
+	a, err := newApp(*configFile, webAuth, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	defer a.close()
+
+	srv := &http.Server{Handler: a.routes()}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go a.reloadOnSIGHUP(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = srv.Shutdown(context.Background())
+	}()
+	if err := web.ListenAndServe(srv, toolkit, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("http server failed", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,532 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
+)
+
+// The job name of the exporter in examples/prometheus.yml, which the example
+// rules use too.
+const exporterJob = "veeam_failover"
+
+// waitFor bounds each step of the end-to-end test; the steps together take
+// well under the two minutes the whole test may use.
+const waitFor = 45 * time.Second
+
+// TestEndToEnd runs the built exporter on the simulator, scraped every second
+// by a real Prometheus with the example rules and a test rule, which sends
+// alerts to a real Alertmanager configured from alertmanager-example.yml,
+// whose webhook reaches the exporter's trigger. It follows a failure in the
+// simulator through the whole chain and checks the dashboards' queries and
+// the rules against that Prometheus.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	progs := lookPrograms(t, []string{"prometheus"}, []string{"prometheus-alertmanager", "alertmanager"})
+	prometheusBin, alertmanagerBin := progs[0], progs[1]
+	start := time.Now()
+
+	e := startExporter(t, buildExporter(t))
+	sim := e.env.Sim
+	estate := sim.Estate()
+	demoPlan := e.env.DemoPlan() // the plan the demo rule site-a-down starts
+	sentinel, ok := pickSentinelPlan(estate.VSPC.Plans, demoPlan.InstanceUID)
+	if !ok {
+		t.Fatal("the demo estate has no second Ready VSPC plan to fail")
+	}
+	sentinelID := strings.ToLower(sentinel.InstanceUID)
+	demoPlanID := strings.ToLower(demoPlan.InstanceUID)
+	t.Logf("demo plan %q (%s); the test fails plan %q (%s) to raise SiteDown", demoPlan.Name, demoPlanID, sentinel.Name, sentinelID)
+
+	humans := newNotificationSink(t)
+
+	// Alertmanager, from alertmanager-example.yml.
+	amAddr := freeAddr(t)
+	amDir := t.TempDir()
+	amConfig := writeAlertmanagerConfig(t, amDir, e.url+"/webhook", filepath.Join(e.env.Dir, "webhook.token"), humans.url)
+	am := startProcess(t, "alertmanager", alertmanagerBin,
+		"--config.file="+amConfig,
+		"--storage.path="+filepath.Join(amDir, "data"),
+		"--web.listen-address="+amAddr,
+		"--cluster.listen-address=",
+		"--log.level=debug",
+	)
+
+	// Prometheus with the example rules and the test's SiteDown rule.
+	promAddr := freeAddr(t)
+	promDir := t.TempDir()
+	promConfig := writePrometheusConfig(t, promDir, strings.TrimPrefix(e.url, "http://"), amAddr, sentinelID)
+	prom := startProcess(t, "prometheus", prometheusBin,
+		"--config.file="+promConfig,
+		"--storage.tsdb.path="+filepath.Join(promDir, "data"),
+		"--web.listen-address="+promAddr,
+	)
+	procs := []*process{e.proc, am, prom}
+	eventually(t, waitFor, "alertmanager ready", httpOK("http://"+amAddr+"/-/ready"), procs...)
+	eventually(t, waitFor, "prometheus ready", httpOK("http://"+promAddr+"/-/ready"), procs...)
+	pc := promClient{base: "http://" + promAddr}
+
+	// veeam_up is 1 for every target of the demo config.
+	eventually(t, waitFor, "veeam_up == 1 for every target", func() (bool, string) {
+		s, err := pc.query(`veeam_up{job="` + exporterJob + `"} == 1`)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := labelValuesOf(s, "target")
+		return equalStrings(got, []string{emTarget, vbrTarget, vspcTarget}), fmt.Sprintf("targets up: %v", got)
+	}, procs...)
+
+	// The plan, object and replica metrics match the simulator's truth.
+	checkEstate(t, pc, estate, procs)
+
+	// Nothing has asked for a failover yet.
+	if n := sim.VSPCPlanStarts(demoPlan.InstanceUID); n != 0 {
+		t.Fatalf("demo plan started %d times before any alert", n)
+	}
+	if a, err := findAlert(pc, "SiteDown", ""); err != nil || a != nil {
+		t.Fatalf("SiteDown before the plan failed: %+v %v", a, err)
+	}
+
+	// A plan fails: the example rule VeeamFailoverPlanFailed fires, and so does
+	// the test's SiteDown rule, which is routed to the trigger.
+	if err := sim.SetVSPCPlanStatus(sentinel.InstanceUID, "Failed"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "VeeamFailoverPlanFailed fires for the failed plan", alertFiring(pc, "VeeamFailoverPlanFailed", sentinelID), procs...)
+	eventually(t, waitFor, "SiteDown fires", alertFiring(pc, "SiteDown", sentinelID), procs...)
+	eventually(t, waitFor, "Alertmanager holds SiteDown", func() (bool, string) {
+		b, err := getBody(t.Context(), "http://"+amAddr+"/api/v2/alerts?filter="+`alertname%3D%22SiteDown%22`)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(string(b), `"SiteDown"`), string(b)
+	}, procs...)
+
+	// Alertmanager → /webhook → the trigger starts the demo plan, once.
+	eventually(t, waitFor, "the trigger starts the demo plan in the simulator", func() (bool, string) {
+		n := sim.VSPCPlanStarts(demoPlan.InstanceUID)
+		return n >= 1, fmt.Sprintf("demo plan starts: %d", n)
+	}, procs...)
+	eventually(t, waitFor, "Prometheus sees the action's success outcome", func() (bool, string) {
+		v, ok, msg := pc.scalarOf(`sum(veeam_trigger_action_outcomes_total{rule="` + siteDownRule + `", outcome="success"})`)
+		return ok && v > 0, fmt.Sprintf("value %v %s", v, msg)
+	}, procs...)
+
+	// People get the Veeam alerts, and not the failover request.
+	eventually(t, waitFor, "the humans receiver gets VeeamFailoverPlanFailed", func() (bool, string) {
+		return humans.received("VeeamFailoverPlanFailed", "firing"), fmt.Sprintf("received: %v", humans.names())
+	}, procs...)
+
+	// The incident ends: SiteDown resolves and Alertmanager tells the trigger
+	// (send_resolved), which must not act on it.
+	if err := sim.SetVSPCPlanStatus(sentinel.InstanceUID, "Ready"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "the trigger receives the resolved SiteDown", func() (bool, string) {
+		v, ok, msg := pc.scalarOf(`sum(veeam_trigger_alerts_received_total{status="resolved"})`)
+		return ok && v > 0, fmt.Sprintf("resolved alerts received %v %s", v, msg)
+	}, procs...)
+	if humans.received("SiteDown", "") {
+		t.Error("the humans receiver got SiteDown: the failover route must not continue")
+	}
+	if n := sim.VSPCPlanStarts(demoPlan.InstanceUID); n != 1 {
+		t.Errorf("demo plan started %d times, want exactly 1", n)
+	}
+	if v, ok, msg := pc.scalarOf(`sum(veeam_trigger_actions_total)`); !ok || v != 1 {
+		t.Errorf("sum(veeam_trigger_actions_total) = %v, want 1 %s", v, msg)
+	}
+	if v, ok, msg := pc.scalarOf(`sum(veeam_trigger_blocked_total{guard="match"})`); !ok || v != 0 {
+		t.Errorf("alerts that match no rule reached the webhook: blocked by match = %v %s", v, msg)
+	}
+
+	checkDashboardQueries(t, pc, procs)
+	checkRules(t, pc)
+	t.Logf("end-to-end chain checked in %s", time.Since(start).Round(time.Second))
+}
+
+// pickSentinelPlan chooses a Ready VSPC plan other than the demo plan.
+func pickSentinelPlan(plans []simulator.VSPCPlan, demoUID string) (simulator.VSPCPlan, bool) {
+	for _, p := range plans {
+		if p.Status == "Ready" && !strings.EqualFold(p.InstanceUID, demoUID) {
+			return p, true
+		}
+	}
+	return simulator.VSPCPlan{}, false
+}
+
+// checkEstate compares the plan, object and replica metrics in Prometheus
+// with the simulator's estate.
+func checkEstate(t *testing.T, pc promClient, est simulator.Estate, procs []*process) {
+	t.Helper()
+	statuses := map[string]float64{}
+	objects := 0
+	for _, p := range est.VSPC.Plans {
+		statuses[p.Status]++
+		objects += p.ObjectsCount
+	}
+	emVMs := 0
+	for _, p := range est.EM.Plans {
+		emVMs += len(p.VMs)
+	}
+	replicaStates := map[string]float64{}
+	for _, r := range est.VBR.Replicas {
+		replicaStates[r.State]++
+	}
+	checks := []struct {
+		what, expr, by string
+		want           map[string]float64
+	}{
+		{"VSPC plans by status", `count by (status) (veeam_failover_plan_status{target="` + vspcTarget + `"} == 1)`, "status", statuses},
+		{"plans per target", `count by (target) (veeam_failover_plan_info)`, "target",
+			map[string]float64{vspcTarget: float64(len(est.VSPC.Plans)), emTarget: float64(len(est.EM.Plans))}},
+		{"VMs in plans per target", `sum by (target) (veeam_failover_plan_objects)`, "target",
+			map[string]float64{vspcTarget: float64(objects), emTarget: float64(emVMs)}},
+		{"VSPC VMs with an object series", `count by (target) (veeam_failover_plan_object_info{target="` + vspcTarget + `"})`, "target",
+			map[string]float64{vspcTarget: float64(len(est.VSPC.Objects))}},
+		{"replicas by state", `count by (state) (veeam_replica_state{target="` + vbrTarget + `"} == 1)`, "state", replicaStates},
+	}
+	for _, c := range checks {
+		eventually(t, waitFor, c.what+" match the simulator", func() (bool, string) {
+			s, err := pc.query(c.expr)
+			if err != nil {
+				return false, err.Error()
+			}
+			got := map[string]float64{}
+			for _, x := range s {
+				got[x.Metric[c.by]] = x.Value
+			}
+			return fmt.Sprint(got) == fmt.Sprint(c.want), fmt.Sprintf("%s: got %v, want %v", c.expr, got, c.want)
+		}, procs...)
+	}
+}
+
+// findAlert returns the Prometheus alert with this name (and plan_id, when
+// given), pending or firing.
+func findAlert(pc promClient, name, planID string) (*promAlert, error) {
+	alerts, err := pc.alerts()
+	if err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	for _, a := range alerts {
+		if a.Labels["alertname"] == name && (planID == "" || a.Labels["plan_id"] == planID) {
+			return &a, nil
+		}
+	}
+	return nil, nil
+}
+
+func alertFiring(pc promClient, name, planID string) func() (bool, string) {
+	return func() (bool, string) {
+		a, err := findAlert(pc, name, planID)
+		if err != nil {
+			return false, err.Error()
+		}
+		if a == nil {
+			return false, "no such alert"
+		}
+		return a.State == "firing", "state " + a.State
+	}
+}
+
+// checkDashboardQueries runs every panel query of every dashboard, with the
+// variables substituted, and wants data from each; and every query variable
+// must offer values.
+func checkDashboardQueries(t *testing.T, pc promClient, procs []*process) {
+	t.Helper()
+	dashboards := loadDashboards(t)
+	var pending []panelQuery
+	for _, d := range dashboards {
+		pending = append(pending, d.queries()...)
+	}
+	total := len(pending)
+	// A scrape that times out briefly leaves stale series; retry what returned
+	// nothing for a little while before calling it a failure.
+	failures := map[string]string{}
+	eventually(t, waitFor, "every dashboard query returns data", func() (bool, string) {
+		var still []panelQuery
+		for _, q := range pending {
+			s, err := pc.query(substitute(q.expr))
+			switch {
+			case err != nil:
+				failures[q.where] = err.Error()
+			case len(s) == 0:
+				failures[q.where] = "no data: " + substitute(q.expr)
+			default:
+				delete(failures, q.where)
+				continue
+			}
+			still = append(still, q)
+		}
+		pending = still
+		return len(pending) == 0, fmt.Sprintf("%d of %d queries without data:\n%s", len(pending), total, joinMap(failures))
+	}, procs...)
+
+	defRE := regexp.MustCompile(`^label_values\((.+),\s*(\w+)\)$`)
+	for _, d := range dashboards {
+		for _, v := range d.Templating.List {
+			if v.Type != "query" {
+				continue
+			}
+			m := defRE.FindStringSubmatch(v.Definition)
+			if m == nil {
+				t.Errorf("%s: variable %s: definition %q is not label_values(metric, label)", d.file, v.Name, v.Definition)
+				continue
+			}
+			vals, err := pc.labelValues(m[2], substitute(m[1]))
+			if err != nil || len(vals) == 0 {
+				t.Errorf("%s: variable %s (%s) offers no values: %v", d.file, v.Name, v.Definition, err)
+			}
+		}
+	}
+	t.Logf("%d dashboard queries returned data", total)
+}
+
+// checkRules wants every rule of every loaded rule file to evaluate without
+// error, and every rule of the example file loaded.
+func checkRules(t *testing.T, pc promClient) {
+	t.Helper()
+	rules, err := pc.rules()
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	loaded := map[string]bool{}
+	for _, r := range rules {
+		loaded[r.Name] = true
+		if r.Health != "ok" {
+			t.Errorf("rule %s (%s, group %s): health %q, error %q", r.Name, filepath.Base(r.File), r.Group, r.Health, r.LastError)
+		}
+	}
+	b, err := os.ReadFile(exampleRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s*- alert: (\w+)`).FindAllStringSubmatch(string(b), -1) {
+		if !loaded[m[1]] {
+			t.Errorf("example rule %s is not loaded by Prometheus", m[1])
+		}
+	}
+	t.Logf("%d rules evaluated without error", len(rules))
+}
+
+// writePrometheusConfig writes a Prometheus config that scrapes the exporter
+// every second, evaluates the example rules (with every `for` cut to 0s, so
+// that they fire at once) and a test rule that asks for a failover of site A
+// when the sentinel plan has status Failed, and sends to Alertmanager.
+func writePrometheusConfig(t *testing.T, dir, exporterAddr, amAddr, sentinelID string) string {
+	t.Helper()
+	b, err := os.ReadFile(exampleRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := regexp.MustCompile(`(?m)^(\s+)for: *\S+ *$`).ReplaceAll(b, []byte("${1}for: 0s"))
+	rulesFile := filepath.Join(dir, "veeam_failover.rules.yml")
+	siteDownFile := filepath.Join(dir, "e2e.rules.yml")
+	siteDown := fmt.Sprintf(`groups:
+  - name: e2e-site-down
+    rules:
+      - alert: SiteDown
+        expr: veeam_failover_plan_status{job=%q, target=%q, plan_id=%q, status="Failed"} == 1
+        labels:
+          severity: critical
+          site: a
+          failover: "true"
+        annotations:
+          summary: Site A is down (end-to-end test).
+`, exporterJob, vspcTarget, sentinelID)
+	config := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+rule_files:
+  - %q
+  - %q
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: [%q]
+scrape_configs:
+  - job_name: %q
+    static_configs:
+      - targets: [%q]
+`, rulesFile, siteDownFile, amAddr, exporterJob, exporterAddr)
+	configFile := filepath.Join(dir, "prometheus.yml")
+	for name, content := range map[string][]byte{rulesFile: rules, siteDownFile: []byte(siteDown), configFile: []byte(config)} {
+		if err := os.WriteFile(name, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return configFile
+}
+
+// writeAlertmanagerConfig derives the test's Alertmanager config from
+// alertmanager-example.yml: the trigger receiver posts to the exporter under
+// test with the demo's token file, the humans receiver posts to the test's
+// sink, and the group timers are cut to a second.
+func writeAlertmanagerConfig(t *testing.T, dir, webhookURL, tokenFile, humansURL string) string {
+	t.Helper()
+	b, err := os.ReadFile(exampleAMCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("%s: %v", exampleAMCfg, err)
+	}
+	route := asMap(t, cfg["route"], "route")
+	fast := func(r map[string]any) {
+		r["group_wait"] = "1s"
+		r["group_interval"] = "1s"
+	}
+	fast(route)
+	trigger := false
+	for _, r := range asSlice(t, route["routes"], "route.routes") {
+		child := asMap(t, r, "route.routes[]")
+		fast(child)
+		if child["receiver"] == "veeam-failover-trigger" {
+			trigger = true
+		}
+	}
+	if !trigger {
+		t.Fatal("alertmanager-example.yml: no child route to receiver veeam-failover-trigger")
+	}
+	found := map[string]bool{}
+	for _, r := range asSlice(t, cfg["receivers"], "receivers") {
+		rcv := asMap(t, r, "receivers[]")
+		switch name := rcv["name"]; name {
+		case "veeam-failover-trigger":
+			hooks := asSlice(t, rcv["webhook_configs"], "veeam-failover-trigger.webhook_configs")
+			if len(hooks) != 1 {
+				t.Fatalf("receiver veeam-failover-trigger: %d webhook_configs, want 1", len(hooks))
+			}
+			hook := asMap(t, hooks[0], "webhook_configs[0]")
+			hook["url"] = webhookURL
+			auth := asMap(t, asMap(t, hook["http_config"], "http_config")["authorization"], "http_config.authorization")
+			auth["credentials_file"] = tokenFile
+			found["veeam-failover-trigger"] = true
+		case "humans":
+			for k := range rcv {
+				if strings.HasSuffix(k, "_configs") {
+					delete(rcv, k)
+				}
+			}
+			rcv["webhook_configs"] = []any{map[string]any{"url": humansURL, "send_resolved": true}}
+			found["humans"] = true
+		}
+	}
+	if !found["humans"] || !found["veeam-failover-trigger"] {
+		t.Fatalf("alertmanager-example.yml: receivers found %v, want humans and veeam-failover-trigger", found)
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(file, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func asMap(t *testing.T, v any, what string) map[string]any {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("alertmanager-example.yml: %s is %T, want a mapping", what, v)
+	}
+	return m
+}
+
+func asSlice(t *testing.T, v any, what string) []any {
+	t.Helper()
+	s, ok := v.([]any)
+	if !ok {
+		t.Fatalf("alertmanager-example.yml: %s is %T, want a list", what, v)
+	}
+	return s
+}
+
+// notificationSink is the "humans" receiver: it records the alerts
+// Alertmanager sends it.
+type notificationSink struct {
+	url  string
+	mu   sync.Mutex
+	seen map[string]bool // alertname + "/" + status
+}
+
+func newNotificationSink(t *testing.T) *notificationSink {
+	t.Helper()
+	s := &notificationSink{seen: map[string]bool{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n struct {
+			Alerts []struct {
+				Status string            `json:"status"`
+				Labels map[string]string `json:"labels"`
+			} `json:"alerts"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		for _, a := range n.Alerts {
+			s.seen[a.Labels["alertname"]+"/"+a.Status] = true
+		}
+		s.mu.Unlock()
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL
+	return s
+}
+
+// received reports whether an alert of this name (and status, when given)
+// arrived.
+func (s *notificationSink) received(name, status string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if status != "" {
+		return s.seen[name+"/"+status]
+	}
+	return s.seen[name+"/firing"] || s.seen[name+"/resolved"]
+}
+
+func (s *notificationSink) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return sortedKeys(s.seen)
+}
+
+func labelValuesOf(s []promSample, label string) []string {
+	out := make([]string, 0, len(s))
+	for _, x := range s {
+		out = append(out, x.Metric[label])
+	}
+	sort.Strings(out)
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
+}
+
+func joinMap(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range sortedKeys(m) {
+		fmt.Fprintf(&b, "  %s: %s\n", k, m[k])
+	}
+	return b.String()
+}

@@ -1,0 +1,151 @@
+package trigger
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Guards, in pipeline order (DESIGN.md "The guard pipeline").
+const (
+	guardKillSwitch  = "kill_switch"
+	guardMatch       = "match"
+	guardResolved    = "resolved"
+	guardFor         = "for"
+	guardQuorum      = "quorum"
+	guardAllow       = "allow"
+	guardDedup       = "dedup"
+	guardCooldown    = "cooldown"
+	guardTargetState = "target_state"
+	guardRateLimit   = "rate_limit"
+	guardConcurrency = "concurrency"
+	guardDryRun      = "dry_run"
+)
+
+var guards = []string{
+	guardKillSwitch, guardMatch, guardResolved, guardFor, guardQuorum, guardAllow,
+	guardDedup, guardCooldown, guardTargetState, guardRateLimit, guardConcurrency, guardDryRun,
+}
+
+// ruleNone is the rule label of alerts no rule matches.
+const ruleNone = "none"
+
+// metrics are owned by one Trigger and registered on its Registerer.
+type metrics struct {
+	webhookRequests *prometheus.CounterVec
+	alertsReceived  *prometheus.CounterVec
+	blocked         *prometheus.CounterVec
+	actions         *prometheus.CounterVec
+	dryRunActions   *prometheus.CounterVec
+	failures        *prometheus.CounterVec
+	outcomes        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	lastAction      *prometheus.GaugeVec
+	armed           prometheus.GaugeFunc
+	inFlight        prometheus.GaugeFunc
+	tokens          prometheus.GaugeFunc
+}
+
+func newMetrics(t *Trigger) *metrics {
+	return &metrics{
+		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_webhook_requests_total",
+			Help: "Alertmanager webhook requests received, by HTTP status code answered.",
+		}, []string{"code"}),
+		alertsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_alerts_received_total",
+			Help: "Alerts received in accepted webhook notifications, by alert status.",
+		}, []string{"status"}),
+		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_blocked_total",
+			Help: "Decisions stopped by a guard, by rule and guard (one per rule, object and guard per notification; dry_run counts actions not made in dry-run mode).",
+		}, []string{"rule", "guard"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_actions_total",
+			Help: "Failover calls made to Veeam, by rule and action type.",
+		}, []string{"rule", "action"}),
+		dryRunActions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_dry_run_actions_total",
+			Help: "Failover calls every guard agreed to but that were not made because the trigger is in dry-run mode.",
+		}, []string{"rule", "action"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_action_failures_total",
+			Help: "Failover calls refused by Veeam or whose task or session ended failed.",
+		}, []string{"rule", "action"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_action_outcomes_total",
+			Help: "Decided actions by how they ended: success, warning, failed, timeout or abandoned.",
+		}, []string{"rule", "action", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "veeam_trigger_action_duration_seconds",
+			Help:    "Time from the failover call to its tracked end.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
+		}, []string{"rule", "action"}),
+		lastAction: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veeam_trigger_last_action_timestamp_seconds",
+			Help: "When the rule last made a failover call, in seconds since the epoch.",
+		}, []string{"rule"}),
+		armed: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_armed",
+			Help: "1 when the trigger would make failover calls: not in dry-run mode, no kill switch file, state file readable.",
+		}, func() float64 { return boolFloat(t.Armed()) }),
+		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_actions_in_flight",
+			Help: "Decided actions not finished yet (decided, being sent, or sent and being tracked).",
+		}, func() float64 { return float64(t.inFlightCount()) }),
+		tokens: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_rate_limit_tokens",
+			Help: "Tokens left in the global rate-limit bucket; an action needs one.",
+		}, func() float64 { return t.tokens() }),
+	}
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{
+		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.armed, m.inFlight, m.tokens,
+	} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// initRules creates the series of every rule at 0 so that rate() and
+// absent() work from the first scrape.
+func (m *metrics) initRules(rules []*rule) {
+	for _, g := range []string{guardKillSwitch, guardMatch} {
+		m.blocked.WithLabelValues(ruleNone, g)
+	}
+	for _, r := range rules {
+		for _, g := range guards {
+			m.blocked.WithLabelValues(r.name, g)
+		}
+		a := r.action.Type
+		m.actions.WithLabelValues(r.name, a)
+		m.dryRunActions.WithLabelValues(r.name, a)
+		m.failures.WithLabelValues(r.name, a)
+		for _, o := range outcomes {
+			m.outcomes.WithLabelValues(r.name, a, o)
+		}
+	}
+	for _, s := range []string{statusFiring, statusResolved} {
+		m.alertsReceived.WithLabelValues(s)
+	}
+	for _, c := range []int{200, 400, 401, 405, 413, 415, 500, 503} {
+		m.webhookRequests.WithLabelValues(strconv.Itoa(c))
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,452 @@
+package trigger
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+)
+
+// requestIDNamespace is the UUIDv5 namespace of request ids. It never
+// changes: two exporters (or one before and after an upgrade) must derive
+// the same id from the same notification.
+var requestIDNamespace = uuid.MustParse("6f0c2a4e-8d1b-5e3f-9a7c-2b4d6e8f0a1c")
+
+// requestID is the idempotency key of an action: UUIDv5 of rule, object,
+// alert group key and the group's earliest startsAt.
+func requestID(rule, object, groupKey string, startsAt time.Time) string {
+	name := rule + "\x00" + object + "\x00" + groupKey + "\x00" + startsAt.UTC().Format(time.RFC3339Nano)
+	return uuid.NewSHA1(requestIDNamespace, []byte(name)).String()
+}
+
+// dedupKeys are the keys that mark an alert group as handled by a rule for
+// an object: the group (group key + earliest startsAt, what Alertmanager's
+// repeats and HA peers share) and each alert instance (labels + startsAt),
+// so that an alert already acted on does not act again through another
+// group or when an older alert joins its group.
+func dedupKeys(rule, object, groupKey string, startsAt time.Time, acting []*alert) []string {
+	keys := []string{hashKey("group", rule, object, groupKey, startsAt.UTC().Format(time.RFC3339Nano))}
+	for _, a := range acting {
+		keys = append(keys, hashKey("alert", rule, object, a.id(), a.StartsAt.UTC().Format(time.RFC3339Nano)))
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func hashKey(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func pendingCooldownKey(k cooldownKey) string {
+	return "cooldown\x00" + k.rule + "\x00" + k.object
+}
+
+// stop is a set of alerts of a group that an alert-level guard stopped.
+type stop struct {
+	guard  string
+	reason string
+	alerts []*alert
+}
+
+// alertGroup is the alerts of one notification for one rule and object
+// (rule nil: alerts no rule matches).
+type alertGroup struct {
+	rule   *rule
+	object string
+	order  int
+	// stops holds alerts stopped by kill_switch, match, resolved or for, in
+	// guard order.
+	stops []*stop
+	// acting are the alerts that passed those guards.
+	acting []*alert
+}
+
+func (g *alertGroup) stopAt(guard, reason string, a *alert) {
+	for _, s := range g.stops {
+		if s.guard == guard {
+			s.alerts = append(s.alerts, a)
+			return
+		}
+	}
+	g.stops = append(g.stops, &stop{guard: guard, reason: reason, alerts: []*alert{a}})
+}
+
+func (g *alertGroup) contains(a *alert) bool {
+	if slices.Contains(g.acting, a) {
+		return true
+	}
+	for _, s := range g.stops {
+		if slices.Contains(s.alerts, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// classify runs the alert-level guards (kill_switch, match, resolved, for)
+// and groups the alerts by rule and object. An alert matching several
+// rules is in a group of each. It calls nothing and reads no state.
+func classify(p *payload, rules []*rule, now time.Time, kill bool, killReason string) []*alertGroup {
+	type key struct {
+		rule   int
+		object string
+	}
+	groups := map[key]*alertGroup{}
+	get := func(ri int, r *rule, object string) *alertGroup {
+		k := key{ri, object}
+		g, ok := groups[k]
+		if !ok {
+			g = &alertGroup{rule: r, object: object, order: len(groups)}
+			groups[k] = g
+		}
+		return g
+	}
+	for i := range p.Alerts {
+		a := &p.Alerts[i]
+		matched := false
+		for ri, r := range rules {
+			if !r.matches(a) {
+				continue
+			}
+			matched = true
+			g := get(ri, r, r.object(a))
+			switch {
+			case kill:
+				g.stopAt(guardKillSwitch, killReason, a)
+			case a.Status != statusFiring:
+				g.stopAt(guardResolved, "the alert is resolved; only firing alerts act", a)
+			case r.forDur > 0 && now.Sub(a.StartsAt) < r.forDur:
+				g.stopAt(guardFor, fmt.Sprintf("firing for less than %s", r.forDur), a)
+			default:
+				g.acting = append(g.acting, a)
+			}
+		}
+		if !matched {
+			g := get(len(rules), nil, "")
+			if kill {
+				g.stopAt(guardKillSwitch, killReason, a)
+			} else {
+				g.stopAt(guardMatch, "no rule matches", a)
+			}
+		}
+	}
+	out := make([]*alertGroup, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b *alertGroup) int { return cmp.Compare(a.order, b.order) })
+	return out
+}
+
+// quorum reports whether enough distinct alerts (by labels) act.
+func (g *alertGroup) quorum() (bool, string) {
+	seen := map[string]bool{}
+	for _, a := range g.acting {
+		seen[a.id()] = true
+	}
+	if len(seen) < g.rule.minAlerts {
+		return false, fmt.Sprintf("%d distinct firing alerts, min_alerts is %d", len(seen), g.rule.minAlerts)
+	}
+	return true, ""
+}
+
+func earliestStart(as []*alert) time.Time {
+	var t time.Time
+	for _, a := range as {
+		if t.IsZero() || a.StartsAt.Before(t) {
+			t = a.StartsAt
+		}
+	}
+	return t
+}
+
+func fingerprints(as []*alert) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.displayFingerprint())
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// errClosed answers webhooks that arrive while the trigger shuts down.
+var errClosed = errors.New("trigger is shutting down")
+
+// evaluate runs the pipeline over a notification and returns its
+// decisions. An error means a decision could not be made durable (or the
+// trigger is closing): the decision that failed called nothing.
+func (t *Trigger) evaluate(ctx context.Context, p *payload) ([]decision, error) {
+	now := t.now()
+	t.mu.Lock()
+	rules := t.rules
+	killPath := t.cfg.KillSwitchFile
+	t.mu.Unlock()
+	kill, killReason := killSwitch(killPath)
+	var out []decision
+	for _, g := range classify(p, rules, now, kill, killReason) {
+		base := decision{Time: now, Event: eventDecision, Rule: ruleNone, GroupKey: p.GroupKey, Outcome: verdictBlocked}
+		if g.rule != nil {
+			base.Rule, base.Object = g.rule.name, g.object
+			base.Action, base.Target = g.rule.action.Type, g.rule.action.Target
+		}
+		for _, s := range g.stops {
+			d := base
+			d.Alerts = fingerprints(s.alerts)
+			d.Guard, d.Reason = s.guard, s.reason
+			if g.rule != nil {
+				d.RequestID = requestID(g.rule.name, g.object, p.GroupKey, earliestStart(s.alerts))
+			}
+			t.record(d)
+			out = append(out, d)
+		}
+		if len(g.acting) == 0 {
+			continue
+		}
+		d, err := t.decide(ctx, p, g, base, now)
+		out = append(out, d)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// decide runs the group-level guards for alerts that passed the
+// alert-level ones: quorum, allow, dedup, cooldown, target_state,
+// rate_limit, concurrency, dry_run. When all agree the action is made
+// durable and started.
+func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decision, now time.Time) (decision, error) {
+	r := g.rule
+	startsAt := earliestStart(g.acting)
+	d.Alerts = fingerprints(g.acting)
+	d.RequestID = requestID(r.name, g.object, p.GroupKey, startsAt)
+	block := func(guard, reason string) (decision, error) {
+		d.Guard, d.Reason = guard, reason
+		t.record(d)
+		return d, nil
+	}
+	if ok, reason := g.quorum(); !ok {
+		return block(guardQuorum, reason)
+	}
+	if ok, reason := r.allowed(g.object); !ok {
+		return block(guardAllow, reason)
+	}
+
+	// dedup and cooldown, then reserve both while Veeam is read.
+	keys := dedupKeys(r.name, g.object, p.GroupKey, startsAt, g.acting)
+	ck := cooldownKey{r.name, g.object}
+	reserved := append(slices.Clone(keys), pendingCooldownKey(ck))
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return d, errClosed
+	}
+	if reason := t.dedupLocked(keys, now); reason != "" {
+		t.mu.Unlock()
+		return block(guardDedup, reason)
+	}
+	if reason := t.cooldownLocked(r, ck, now); reason != "" {
+		t.mu.Unlock()
+		return block(guardCooldown, reason)
+	}
+	for _, k := range reserved {
+		t.pending[k] = true
+	}
+	t.mu.Unlock()
+	release := func() {
+		for _, k := range reserved {
+			delete(t.pending, k)
+		}
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, t.checkTimeout)
+	res, reason := t.checkTarget(cctx, r, g.object)
+	cancel()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	release()
+	if reason != "" {
+		d.Guard, d.Reason = guardTargetState, reason
+		t.recordLocked(d, true)
+		return d, nil
+	}
+	if t.closed {
+		return d, errClosed
+	}
+	blockLocked := func(guard, reason string) (decision, error) {
+		d.Guard, d.Reason = guard, reason
+		t.recordLocked(d, true)
+		return d, nil
+	}
+	// The state may have changed while Veeam was read (another rule, a
+	// reload): look again.
+	if reason := t.dedupLocked(keys, now); reason != "" {
+		return blockLocked(guardDedup, reason)
+	}
+	if reason := t.cooldownLocked(r, ck, now); reason != "" {
+		return blockLocked(guardCooldown, reason)
+	}
+	if reason := t.conflictLocked(r, res); reason != "" {
+		return blockLocked(guardTargetState, reason)
+	}
+	if tokens := t.limiter.TokensAt(now); tokens < 1 {
+		return blockLocked(guardRateLimit, fmt.Sprintf("rate limit of %d actions per %s reached (%.2f tokens)",
+			t.cfg.RateLimit.Actions, time.Duration(t.cfg.RateLimit.Per), tokens))
+	}
+	if n := len(t.st.actions); n >= t.cfg.MaxConcurrent {
+		return blockLocked(guardConcurrency, fmt.Sprintf("%d actions in flight, max_concurrent is %d", n, t.cfg.MaxConcurrent))
+	}
+	ttl := max(r.cooldown, minDedupTTL)
+	if dry, why := t.dryRunLocked(); dry {
+		for _, k := range keys {
+			t.dryDedup[k] = now.Add(ttl)
+		}
+		t.dryCooldowns[ck] = now
+		d.Guard, d.Reason, d.Outcome = guardDryRun, why, verdictDryRun
+		t.recordLocked(d, true)
+		return d, nil
+	}
+
+	rec := &actionRecord{
+		RequestID: d.RequestID, Rule: r.name, Action: r.action.Type, Target: r.action.Target,
+		Object: g.object, GroupKey: p.GroupKey, StartsAt: startsAt, Alerts: d.Alerts,
+		Status: statusDecided, DecidedAt: now,
+		PlanID: res.planID, PlanName: res.planName, Test: r.action.Test && r.action.Type == config.ActionVSPCPlanStart,
+		PrevStatus: res.prevStatus, PrevSessionID: res.prevSessionID,
+		CdpReplica: res.cdpReplica, VM: res.vm, PointIDs: res.pointIDs, Reason: r.action.Reason,
+	}
+	if t.st.action(rec.RequestID) != nil {
+		// Same request id still in flight: same rule, object, group and
+		// startsAt. Dedup should have caught it; never send it twice.
+		return blockLocked(guardDedup, "an action with this request id is in flight")
+	}
+	d.Outcome = verdictDecided
+	// The audit line is on disk before the state, and both before the call.
+	if err := t.audit.write(d, true); err != nil {
+		t.logger.Error("decision not recorded in the audit log; nothing is called", "rule", r.name, "object", g.object, "request_id", d.RequestID, "err", err)
+		return d, fmt.Errorf("decision not recorded: %w", err)
+	}
+	prevCooldown, hadCooldown := t.st.cooldowns[ck]
+	prevUses := t.st.rateUses
+	for _, k := range keys {
+		t.st.dedup[k] = now.Add(ttl)
+	}
+	t.st.cooldowns[ck] = now
+	t.st.rateUses = append(slices.Clone(prevUses), now)
+	t.st.actions = append(t.st.actions, rec)
+	if err := t.saveLocked(); err != nil {
+		for _, k := range keys {
+			delete(t.st.dedup, k)
+		}
+		if hadCooldown {
+			t.st.cooldowns[ck] = prevCooldown
+		} else {
+			delete(t.st.cooldowns, ck)
+		}
+		t.st.rateUses = prevUses
+		t.st.removeAction(rec.RequestID)
+		_ = t.audit.write(outcomeLine{
+			Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
+			RequestID: rec.RequestID, Outcome: outcomeAbandoned, Message: "not sent: the state file could not be written",
+		}, true)
+		return d, fmt.Errorf("decision not recorded: %w", err)
+	}
+	t.limiter.AllowN(now, 1)
+	t.recordLocked(d, false)
+	t.startLocked(rec, false)
+	return d, nil
+}
+
+// dedupLocked says why the keys count as handled, or "".
+func (t *Trigger) dedupLocked(keys []string, now time.Time) string {
+	dry, _ := t.dryRunLocked()
+	mem := t.st.dedup
+	if dry {
+		mem = t.dryDedup
+	}
+	for _, k := range keys {
+		if t.pending[k] {
+			return "the same alerts are being decided for another notification"
+		}
+		if exp, ok := mem[k]; ok && exp.After(now) {
+			if dry {
+				return "already handled (dry-run) for this alert group and startsAt"
+			}
+			return "already handled for this alert group and startsAt"
+		}
+	}
+	return ""
+}
+
+// cooldownLocked says why the rule must wait before acting on the object
+// again, or "".
+func (t *Trigger) cooldownLocked(r *rule, k cooldownKey, now time.Time) string {
+	if t.pending[pendingCooldownKey(k)] {
+		return "an action for this rule and object is being decided for another notification"
+	}
+	dry, _ := t.dryRunLocked()
+	mem := t.st.cooldowns
+	if dry {
+		mem = t.dryCooldowns
+	}
+	at, ok := mem[k]
+	if !ok || r.cooldown <= 0 {
+		return ""
+	}
+	if until := at.Add(r.cooldown); until.After(now) {
+		return fmt.Sprintf("last action at %s; cooldown %s until %s", at.UTC().Format(time.RFC3339), r.cooldown, until.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
+// record adds a decision to the metrics, recent decisions, audit log and
+// log.
+func (t *Trigger) record(d decision) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.recordLocked(d, true)
+}
+
+func (t *Trigger) recordLocked(d decision, audit bool) {
+	switch d.Outcome {
+	case verdictBlocked:
+		t.m.blocked.WithLabelValues(d.Rule, d.Guard).Inc()
+	case verdictDryRun:
+		t.m.blocked.WithLabelValues(d.Rule, guardDryRun).Inc()
+		t.m.dryRunActions.WithLabelValues(d.Rule, d.Action).Inc()
+	}
+	t.recent = append(t.recent, d)
+	if len(t.recent) > recentMax {
+		t.recent = slices.Delete(t.recent, 0, len(t.recent)-recentMax)
+	}
+	if audit {
+		if err := t.audit.write(d, false); err != nil {
+			t.logger.Error("audit log not written", "err", err)
+		}
+	}
+	attrs := []any{"rule", d.Rule, "object", d.Object, "alerts", len(d.Alerts), "group_key", d.GroupKey, "request_id", d.RequestID}
+	switch {
+	case d.Outcome == verdictDecided:
+		t.logger.Warn("failover action decided", append(attrs, "action", d.Action, "target", d.Target)...)
+	case d.Outcome == verdictDryRun:
+		t.logger.Info("dry-run: failover action not called", append(attrs, "action", d.Action, "target", d.Target, "reason", d.Reason)...)
+	case d.Guard == guardMatch || d.Guard == guardResolved:
+		t.logger.Debug("alerts blocked", append(attrs, "guard", d.Guard, "reason", d.Reason)...)
+	default:
+		t.logger.Info("alerts blocked", append(attrs, "guard", d.Guard, "reason", d.Reason)...)
+	}
+}

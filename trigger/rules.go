@@ -1,0 +1,264 @@
+package trigger
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/alertmanager/pkg/labels"
+
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+)
+
+// Target kinds of actions.
+const (
+	kindVSPC = "vspc"
+	kindEM   = "em"
+	kindVBR  = "vbr"
+)
+
+// VBR operation names as advertised in ReplicaPointModel.allowedOperations
+// (veeam-api.md §1.5); a point must list the operation for the trigger to
+// fail it over.
+var vbrOperations = map[string]string{
+	config.ActionVBRFailover:          "StartViVMSnapshotReplicaFailover",
+	config.ActionVBRPlannedFailover:   "StartViVMSnapshotReplicaPlannedFailover",
+	config.ActionVBRPermanentFailover: "StartViVMSnapshotReplicaPermanentFailover",
+	config.ActionVBRUndoFailover:      "StartViVMSnapshotReplicaUndoFailover",
+}
+
+func actionKind(actionType string) string {
+	switch actionType {
+	case config.ActionVSPCPlanStart, config.ActionVSPCPlanUndo:
+		return kindVSPC
+	case config.ActionEMPlanStart, config.ActionEMPlanUndo, config.ActionEMCdpFailover:
+		return kindEM
+	case config.ActionVBRFailover, config.ActionVBRPlannedFailover, config.ActionVBRPermanentFailover, config.ActionVBRUndoFailover:
+		return kindVBR
+	}
+	return ""
+}
+
+// rule is a config rule compiled for matching.
+type rule struct {
+	name      string
+	matchers  labels.Matchers
+	forDur    time.Duration
+	minAlerts int
+	cooldown  time.Duration
+	action    config.Action
+	kind      string
+	// label is the alert label that names the object (plan_label or
+	// replica_label), "" when the object is fixed in the rule.
+	label string
+	// fixedObject is the object when label is "".
+	fixedObject string
+}
+
+// compileRules checks the trigger config and compiles its rules. With actors
+// non-nil every rule's target must be one of them, of the right type.
+// Everything a wrong config could turn into a wrong failover is an error
+// here, even if the config loader already checks it.
+func compileRules(cfg *config.TriggerConfig, actors *Actors) ([]*rule, error) {
+	var errs []error
+	seen := map[string]bool{}
+	rules := make([]*rule, 0, len(cfg.Rules))
+	for i := range cfg.Rules {
+		r, err := compileRule(&cfg.Rules[i], actors)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rule %d (%q): %w", i, cfg.Rules[i].Name, err))
+			continue
+		}
+		if seen[r.name] {
+			errs = append(errs, fmt.Errorf("rule %d: duplicate name %q", i, r.name))
+			continue
+		}
+		seen[r.name] = true
+		rules = append(rules, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return rules, nil
+}
+
+func compileRule(c *config.Rule, actors *Actors) (*rule, error) {
+	if c.Name == "" || c.Name == ruleNone {
+		return nil, fmt.Errorf("a rule needs a name other than %q", ruleNone)
+	}
+	r := &rule{
+		name:      c.Name,
+		forDur:    time.Duration(c.For),
+		minAlerts: c.MinAlerts,
+		cooldown:  time.Duration(c.Cooldown),
+		action:    c.Action,
+		kind:      actionKind(c.Action.Type),
+	}
+	if r.minAlerts < 1 {
+		r.minAlerts = 1
+	}
+	if r.forDur < 0 || r.cooldown < 0 {
+		return nil, errors.New("for and cooldown must not be negative")
+	}
+	// Parse the matchers here too: a rule built without the loader must not
+	// end up with no matchers, which would match every alert.
+	if len(c.Matchers) == 0 {
+		return nil, errors.New("a rule needs at least one matcher")
+	}
+	r.matchers = make(labels.Matchers, 0, len(c.Matchers))
+	for _, s := range c.Matchers {
+		m, err := labels.ParseMatcher(s)
+		if err != nil {
+			return nil, fmt.Errorf("matcher %q: %w", s, err)
+		}
+		r.matchers = append(r.matchers, m)
+	}
+
+	a := &c.Action
+	if r.kind == "" {
+		return nil, fmt.Errorf("unknown action type %q", a.Type)
+	}
+	if a.Target == "" {
+		return nil, errors.New("action.target is required")
+	}
+	if actors != nil {
+		var ok bool
+		switch r.kind {
+		case kindVSPC:
+			_, ok = actors.VSPC[a.Target]
+		case kindEM:
+			_, ok = actors.EM[a.Target]
+		case kindVBR:
+			_, ok = actors.VBR[a.Target]
+		}
+		if !ok {
+			return nil, fmt.Errorf("action.target %q is not a %s target", a.Target, r.kind)
+		}
+	}
+	switch {
+	case a.Type == config.ActionEMCdpFailover:
+		if a.CdpReplica == "" || a.VM == "" {
+			return nil, errors.New("em_cdp_failover needs action.cdp_replica and action.vm")
+		}
+		r.fixedObject = a.CdpReplica + "/" + a.VM
+	case r.kind == kindVSPC || r.kind == kindEM:
+		switch {
+		case a.Plan != "" && a.PlanLabel != "":
+			return nil, errors.New("action.plan and action.plan_label are exclusive")
+		case a.Plan != "":
+			r.fixedObject = a.Plan
+		case a.PlanLabel != "":
+			r.label = a.PlanLabel
+		default:
+			return nil, errors.New("action.plan or action.plan_label is required")
+		}
+	case r.kind == kindVBR:
+		n := 0
+		if len(a.Replicas) > 0 {
+			n++
+			r.fixedObject = joinSorted(a.Replicas)
+		}
+		if len(a.ReplicaPointIDs) > 0 {
+			n++
+			r.fixedObject = "points:" + joinSorted(a.ReplicaPointIDs)
+		}
+		if a.ReplicaLabel != "" {
+			n++
+			r.label = a.ReplicaLabel
+		}
+		if n != 1 {
+			return nil, errors.New("exactly one of action.replicas, action.replica_point_ids and action.replica_label is required")
+		}
+	}
+	if r.label != "" && len(a.Allow) == 0 {
+		// Otherwise whoever writes alert labels chooses what fails over.
+		return nil, fmt.Errorf("taking the object from label %q needs action.allow", r.label)
+	}
+	return r, nil
+}
+
+func joinSorted(ss []string) string {
+	c := slices.Clone(ss)
+	slices.Sort(c)
+	return strings.Join(c, ",")
+}
+
+// matches reports whether every matcher of the rule holds for the alert.
+func (r *rule) matches(a *alert) bool {
+	return r.matchers.Matches(a.labelSet())
+}
+
+// object is what the rule acts on for this alert: the plan, the replica(s)
+// or the CDP VM, as written in the rule or in the alert's label. Cooldowns,
+// dedup and request ids are keyed by it.
+func (r *rule) object(a *alert) string {
+	if r.label == "" {
+		return r.fixedObject
+	}
+	return a.Labels[r.label]
+}
+
+// allowed reports whether a label-chosen object may be acted on.
+func (r *rule) allowed(object string) (bool, string) {
+	if r.label == "" {
+		if len(r.action.Allow) > 0 && !slices.Contains(r.action.Allow, object) {
+			return false, fmt.Sprintf("%q is not in allow", object)
+		}
+		return true, ""
+	}
+	if object == "" {
+		return false, fmt.Sprintf("the alerts have no label %q", r.label)
+	}
+	if !slices.Contains(r.action.Allow, object) {
+		return false, fmt.Sprintf("label %s=%q is not in allow", r.label, object)
+	}
+	return true, ""
+}
+
+// ruleInfo is a rule as /trigger shows it.
+type ruleInfo struct {
+	Name      string     `json:"name"`
+	Matchers  []string   `json:"matchers"`
+	For       string     `json:"for"`
+	MinAlerts int        `json:"min_alerts"`
+	Cooldown  string     `json:"cooldown"`
+	Action    actionInfo `json:"action"`
+}
+
+type actionInfo struct {
+	Type            string   `json:"type"`
+	Target          string   `json:"target"`
+	Object          string   `json:"object,omitempty"`
+	Plan            string   `json:"plan,omitempty"`
+	PlanLabel       string   `json:"plan_label,omitempty"`
+	Allow           []string `json:"allow,omitempty"`
+	Test            bool     `json:"test,omitempty"`
+	Replicas        []string `json:"replicas,omitempty"`
+	ReplicaLabel    string   `json:"replica_label,omitempty"`
+	ReplicaPointIDs []string `json:"replica_point_ids,omitempty"`
+	CdpReplica      string   `json:"cdp_replica,omitempty"`
+	VM              string   `json:"vm,omitempty"`
+}
+
+func (r *rule) info() ruleInfo {
+	ms := make([]string, len(r.matchers))
+	for i, m := range r.matchers {
+		ms[i] = m.String()
+	}
+	a := r.action
+	return ruleInfo{
+		Name:      r.name,
+		Matchers:  ms,
+		For:       r.forDur.String(),
+		MinAlerts: r.minAlerts,
+		Cooldown:  r.cooldown.String(),
+		Action: actionInfo{
+			Type: a.Type, Target: a.Target, Object: r.fixedObject,
+			Plan: a.Plan, PlanLabel: a.PlanLabel, Allow: a.Allow, Test: a.Test,
+			Replicas: a.Replicas, ReplicaLabel: a.ReplicaLabel, ReplicaPointIDs: a.ReplicaPointIDs,
+			CdpReplica: a.CdpReplica, VM: a.VM,
+		},
+	}
+}

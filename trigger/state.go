@@ -1,0 +1,325 @@
+package trigger
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// stateVersion is the state file format. A file with another version is
+// treated as unreadable: the trigger starts disarmed rather than guess.
+const stateVersion = 1
+
+// Action statuses in the state file. An action is removed from the file
+// once its outcome is recorded.
+//
+//   - decided: every guard agreed and the decision is durable; the call has
+//     not been started. After a restart it is never sent (outcome abandoned).
+//   - sending: the trigger is about to make, or is making, the call. After a
+//     restart nobody knows whether Veeam received it; it is never repeated
+//     (outcome abandoned, logged as uncertain).
+//   - sent: the call was answered; the handle (async action, task, sessions)
+//     is recorded and the action is tracked to its end, also after a restart.
+const (
+	statusDecided = "decided"
+	statusSending = "sending"
+	statusSent    = "sent"
+)
+
+// Outcomes of an action.
+const (
+	outcomeSuccess   = "success"
+	outcomeWarning   = "warning"
+	outcomeFailed    = "failed"
+	outcomeTimeout   = "timeout"
+	outcomeAbandoned = "abandoned"
+)
+
+var outcomes = []string{outcomeSuccess, outcomeWarning, outcomeFailed, outcomeTimeout, outcomeAbandoned}
+
+// actionRecord is one decided action, from decision to outcome.
+type actionRecord struct {
+	RequestID string    `json:"request_id"`
+	Rule      string    `json:"rule"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target"`
+	Object    string    `json:"object"`
+	GroupKey  string    `json:"group_key"`
+	StartsAt  time.Time `json:"starts_at"`
+	Alerts    []string  `json:"alerts"`
+	Status    string    `json:"status"`
+	DecidedAt time.Time `json:"decided_at"`
+	SendingAt time.Time `json:"sending_at,omitzero"`
+	SentAt    time.Time `json:"sent_at,omitzero"`
+
+	// What the call acts on, resolved by the target_state guard, so the call
+	// is made on exactly what was checked.
+	PlanID        string   `json:"plan_id,omitempty"`
+	PlanName      string   `json:"plan_name,omitempty"`
+	Test          bool     `json:"test,omitempty"`
+	PrevStatus    string   `json:"prev_status,omitempty"`
+	PrevSessionID string   `json:"prev_session_id,omitempty"`
+	CdpReplica    string   `json:"cdp_replica,omitempty"`
+	VM            string   `json:"vm,omitempty"`
+	PointIDs      []string `json:"point_ids,omitempty"`
+	Reason        string   `json:"reason,omitempty"`
+
+	// Handles returned by the call.
+	AsyncID   string          `json:"async_id,omitempty"`
+	AsyncDone bool            `json:"async_done,omitempty"`
+	TaskID    string          `json:"task_id,omitempty"`
+	Sessions  []sessionHandle `json:"sessions,omitempty"`
+}
+
+// sessionHandle is one VBR session started by an action; Result is set once
+// the session stopped.
+type sessionHandle struct {
+	ID     string `json:"id"`
+	Result string `json:"result,omitempty"`
+}
+
+func (a *actionRecord) clone() *actionRecord {
+	c := *a
+	c.Alerts = slices.Clone(a.Alerts)
+	c.PointIDs = slices.Clone(a.PointIDs)
+	c.Sessions = slices.Clone(a.Sessions)
+	return &c
+}
+
+type cooldownKey struct{ rule, object string }
+
+// state is what must survive a restart: dedup keys, cooldowns, rate-limit
+// use and the actions not yet finished.
+type state struct {
+	dedup      map[string]time.Time // key -> expiry
+	cooldowns  map[cooldownKey]time.Time
+	rateUses   []time.Time          // times a rate-limit token was taken
+	lastAction map[string]time.Time // rule -> time of its last call
+	actions    []*actionRecord      // decided, sending or sent; oldest first
+}
+
+func newState() *state {
+	return &state{
+		dedup:      map[string]time.Time{},
+		cooldowns:  map[cooldownKey]time.Time{},
+		lastAction: map[string]time.Time{},
+	}
+}
+
+func (s *state) action(requestID string) *actionRecord {
+	for _, a := range s.actions {
+		if a.RequestID == requestID {
+			return a
+		}
+	}
+	return nil
+}
+
+func (s *state) removeAction(requestID string) {
+	s.actions = slices.DeleteFunc(s.actions, func(a *actionRecord) bool { return a.RequestID == requestID })
+}
+
+// prune drops what can no longer matter at now. keepCooldown says how long
+// a rule's cooldown entries must be kept.
+func (s *state) prune(now time.Time, keepCooldown func(rule string) time.Duration, ratePer time.Duration) {
+	for k, exp := range s.dedup {
+		if !exp.After(now) {
+			delete(s.dedup, k)
+		}
+	}
+	for k, at := range s.cooldowns {
+		if !at.Add(keepCooldown(k.rule)).After(now) {
+			delete(s.cooldowns, k)
+		}
+	}
+	s.rateUses = slices.DeleteFunc(s.rateUses, func(t time.Time) bool { return !t.Add(ratePer).After(now) })
+}
+
+// stateFile is the JSON form of state.
+type stateFile struct {
+	Version       int                  `json:"version"`
+	Dedup         map[string]time.Time `json:"dedup"`
+	Cooldowns     []cooldownJSON       `json:"cooldowns"`
+	RateLimitUses []time.Time          `json:"rate_limit_uses"`
+	LastAction    map[string]time.Time `json:"last_action"`
+	Actions       []*actionRecord      `json:"actions"`
+}
+
+type cooldownJSON struct {
+	Rule   string    `json:"rule"`
+	Object string    `json:"object"`
+	At     time.Time `json:"at"`
+}
+
+func (s *state) marshal() ([]byte, error) {
+	f := stateFile{
+		Version:       stateVersion,
+		Dedup:         s.dedup,
+		Cooldowns:     make([]cooldownJSON, 0, len(s.cooldowns)),
+		RateLimitUses: s.rateUses,
+		LastAction:    s.lastAction,
+		Actions:       s.actions,
+	}
+	if f.RateLimitUses == nil {
+		f.RateLimitUses = []time.Time{}
+	}
+	if f.Actions == nil {
+		f.Actions = []*actionRecord{}
+	}
+	for k, at := range s.cooldowns {
+		f.Cooldowns = append(f.Cooldowns, cooldownJSON{Rule: k.rule, Object: k.object, At: at})
+	}
+	slices.SortFunc(f.Cooldowns, func(a, b cooldownJSON) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		if a.Rule != b.Rule {
+			return compareStrings(a.Rule, b.Rule)
+		}
+		return compareStrings(a.Object, b.Object)
+	})
+	return json.MarshalIndent(f, "", "  ")
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// unmarshalState parses a state file strictly: the trigger wrote it, so
+// anything unexpected means it was damaged or written by something else.
+func unmarshalState(data []byte) (*state, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f stateFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("invalid JSON: data after the state object")
+	}
+	if f.Version != stateVersion {
+		return nil, fmt.Errorf("state format version %d, want %d", f.Version, stateVersion)
+	}
+	s := newState()
+	for k, v := range f.Dedup {
+		if k == "" {
+			return nil, errors.New("empty dedup key")
+		}
+		s.dedup[k] = v
+	}
+	for _, c := range f.Cooldowns {
+		if c.Rule == "" || c.At.IsZero() {
+			return nil, errors.New("cooldown entry without rule or time")
+		}
+		s.cooldowns[cooldownKey{c.Rule, c.Object}] = c.At
+	}
+	s.rateUses = f.RateLimitUses
+	slices.SortFunc(s.rateUses, time.Time.Compare)
+	for k, v := range f.LastAction {
+		s.lastAction[k] = v
+	}
+	seen := map[string]bool{}
+	for i, a := range f.Actions {
+		switch {
+		case a == nil:
+			return nil, fmt.Errorf("actions[%d]: null", i)
+		case a.RequestID == "" || a.Rule == "" || a.Target == "":
+			return nil, fmt.Errorf("actions[%d]: missing request_id, rule or target", i)
+		case actionKind(a.Action) == "":
+			return nil, fmt.Errorf("actions[%d]: unknown action %q", i, a.Action)
+		case a.Status != statusDecided && a.Status != statusSending && a.Status != statusSent:
+			return nil, fmt.Errorf("actions[%d]: unknown status %q", i, a.Status)
+		case seen[a.RequestID]:
+			return nil, fmt.Errorf("actions[%d]: duplicate request_id %s", i, a.RequestID)
+		}
+		seen[a.RequestID] = true
+		s.actions = append(s.actions, a)
+	}
+	return s, nil
+}
+
+// loadState reads the state file. A missing file is an empty state (first
+// start); anything else that cannot be read is an error.
+func loadState(path string) (*state, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return newState(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading state file: %w", err)
+	}
+	s, err := unmarshalState(data)
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// writeFileAtomic replaces path with data so that a crash at any moment
+// leaves either the old or the new content: a temporary file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmpName := tmp.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmpName)
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return err
+	}
+	ok = true
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// keepCorruptCopy copies an unreadable state file aside, so that whatever is
+// in it (actions in flight) stays available to the operator. It returns the
+// copy's path.
+func keepCorruptCopy(path string, now time.Time) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
+	if err := writeFileAtomic(dst, data); err != nil {
+		return "", err
+	}
+	return dst, nil
+}

@@ -1,0 +1,253 @@
+package trigger
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WebhookHandler serves POST /webhook: an Alertmanager notification
+// (payload version 4) is parsed, run through the guards, and answered once
+// its decisions are durable.
+//
+//   - 200 with {"status":"ok","decisions":[...]}: every decision recorded,
+//     blocked ones included.
+//   - 400 (malformed JSON, wrong version, missing fields, an alert without
+//     labels or with an absurd startsAt), 401 (bearer token), 405, 413 (more
+//     than 1 MiB), 415 (not application/json): Alertmanager does not retry,
+//     and nothing changed.
+//   - 500: a decision could not be made durable, so it called nothing;
+//     Alertmanager retries. 503 while shutting down.
+//
+// Unknown JSON fields are accepted: Alertmanager adds fields in minor
+// releases, and refusing them would disable the failover on an upgrade.
+func (t *Trigger) WebhookHandler() http.Handler {
+	return http.HandlerFunc(t.serveWebhook)
+}
+
+type webhookAnswer struct {
+	Status    string     `json:"status"`
+	Error     string     `json:"error,omitempty"`
+	Decisions []decision `json:"decisions,omitempty"`
+}
+
+func (t *Trigger) serveWebhook(w http.ResponseWriter, r *http.Request) {
+	code, ans := t.webhook(w, r)
+	t.m.webhookRequests.WithLabelValues(strconv.Itoa(code)).Inc()
+	if code >= 400 {
+		ans.Status = "error"
+		t.logger.Warn("webhook request refused", "code", code, "err", ans.Error, "remote", r.RemoteAddr)
+	} else {
+		ans.Status = "ok"
+	}
+	writeJSON(w, code, ans)
+}
+
+func (t *Trigger) webhook(w http.ResponseWriter, r *http.Request) (int, webhookAnswer) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return http.StatusMethodNotAllowed, webhookAnswer{Error: "use POST"}
+	}
+	t.mu.Lock()
+	token := string(t.cfg.WebhookBearerToken)
+	t.mu.Unlock()
+	if token != "" && !bearerOK(r.Header.Get("Authorization"), token) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="webhook"`)
+		return http.StatusUnauthorized, webhookAnswer{Error: "missing or wrong bearer token"}
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return http.StatusUnsupportedMediaType, webhookAnswer{Error: "Content-Type must be application/json"}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusRequestEntityTooLarge, webhookAnswer{Error: "body larger than 1 MiB"}
+		}
+		return http.StatusBadRequest, webhookAnswer{Error: "reading body: " + err.Error()}
+	}
+	p, err := parsePayload(body, t.now())
+	if err != nil {
+		return http.StatusBadRequest, webhookAnswer{Error: err.Error()}
+	}
+	for i := range p.Alerts {
+		t.m.alertsReceived.WithLabelValues(p.Alerts[i].Status).Inc()
+	}
+	if p.TruncatedAlerts > 0 {
+		t.logger.Warn("Alertmanager truncated the notification; only the alerts received count for the quorum",
+			"group_key", p.GroupKey, "truncated_alerts", p.TruncatedAlerts)
+	}
+	ds, err := t.evaluate(r.Context(), p)
+	if errors.Is(err, errClosed) {
+		return http.StatusServiceUnavailable, webhookAnswer{Error: err.Error(), Decisions: ds}
+	}
+	if err != nil {
+		return http.StatusInternalServerError, webhookAnswer{Error: err.Error(), Decisions: ds}
+	}
+	return http.StatusOK, webhookAnswer{Decisions: ds}
+}
+
+// bearerOK compares the Authorization header with the token in constant
+// time (hashes of equal length, so not even the length leaks).
+func bearerOK(header, token string) bool {
+	scheme, cred, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+	want := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// StatusHandler serves GET /trigger: the trigger's state as JSON (armed,
+// dry-run, kill switch, rules, cooldowns, rate-limit tokens, actions in
+// flight, the last 100 decisions and outcomes). It contains no secret.
+func (t *Trigger) StatusHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "use GET", http.StatusMethodNotAllowed)
+			return
+		}
+		writeJSON(w, http.StatusOK, t.status())
+	})
+}
+
+type statusJSON struct {
+	Armed          bool          `json:"armed"`
+	DryRun         bool          `json:"dry_run"`
+	DisarmedReason string        `json:"disarmed_reason,omitempty"`
+	KillSwitch     killJSON      `json:"kill_switch"`
+	WebhookAuth    []string      `json:"webhook_auth"`
+	StateFile      string        `json:"state_file"`
+	AuditLog       string        `json:"audit_log"`
+	MaxConcurrent  int           `json:"max_concurrent"`
+	ActionTimeout  string        `json:"action_timeout"`
+	RateLimit      rateJSON      `json:"rate_limit"`
+	Rules          []ruleInfo    `json:"rules"`
+	Cooldowns      []coolJSON    `json:"cooldowns"`
+	InFlight       []inFlight    `json:"in_flight"`
+	Recent         []decision    `json:"recent_decisions"`
+	RecentOutcomes []outcomeLine `json:"recent_outcomes"`
+}
+
+type killJSON struct {
+	Path   string `json:"path,omitempty"`
+	Active bool   `json:"active"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type rateJSON struct {
+	Actions int     `json:"actions"`
+	Per     string  `json:"per"`
+	Tokens  float64 `json:"tokens"`
+}
+
+type coolJSON struct {
+	Rule             string    `json:"rule"`
+	Object           string    `json:"object"`
+	LastAction       time.Time `json:"last_action"`
+	Until            time.Time `json:"until"`
+	RemainingSeconds float64   `json:"remaining_seconds"`
+	DryRun           bool      `json:"dry_run,omitempty"`
+}
+
+type inFlight struct {
+	*actionRecord
+	Handle string `json:"handle,omitempty"`
+}
+
+func (t *Trigger) status() statusJSON {
+	kill, killReason := killSwitch(t.killSwitchPath())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	cfg := &t.cfg
+	s := statusJSON{
+		Armed:          t.armedLocked() && !kill,
+		DryRun:         cfg.DryRun,
+		DisarmedReason: t.disarmed,
+		KillSwitch:     killJSON{Path: cfg.KillSwitchFile, Active: kill, Reason: killReason},
+		StateFile:      cfg.StateFile,
+		AuditLog:       cfg.AuditLog,
+		MaxConcurrent:  cfg.MaxConcurrent,
+		ActionTimeout:  time.Duration(cfg.ActionTimeout).String(),
+		RateLimit: rateJSON{
+			Actions: cfg.RateLimit.Actions,
+			Per:     time.Duration(cfg.RateLimit.Per).String(),
+			Tokens:  t.limiter.TokensAt(now),
+		},
+		Rules:          make([]ruleInfo, 0, len(t.rules)),
+		Cooldowns:      []coolJSON{},
+		InFlight:       make([]inFlight, 0, len(t.st.actions)),
+		Recent:         make([]decision, 0, len(t.recent)),
+		RecentOutcomes: make([]outcomeLine, 0, len(t.recentOutcomes)),
+	}
+	if cfg.WebhookBearerToken != "" {
+		s.WebhookAuth = append(s.WebhookAuth, "bearer_token")
+	}
+	if t.basicAuth {
+		s.WebhookAuth = append(s.WebhookAuth, "basic_auth")
+	}
+	if len(s.WebhookAuth) == 0 {
+		s.WebhookAuth = []string{"none"}
+	}
+	for _, r := range t.rules {
+		s.Rules = append(s.Rules, r.info())
+	}
+	addCool := func(m map[cooldownKey]time.Time, dry bool) {
+		for k, at := range m {
+			r := t.ruleLocked(k.rule)
+			if r == nil || r.cooldown <= 0 {
+				continue
+			}
+			until := at.Add(r.cooldown)
+			if !until.After(now) {
+				continue
+			}
+			s.Cooldowns = append(s.Cooldowns, coolJSON{Rule: k.rule, Object: k.object, LastAction: at, Until: until,
+				RemainingSeconds: until.Sub(now).Seconds(), DryRun: dry})
+		}
+	}
+	addCool(t.st.cooldowns, false)
+	addCool(t.dryCooldowns, true)
+	sortCooldowns(s.Cooldowns)
+	for _, a := range t.st.actions {
+		c := a.clone()
+		s.InFlight = append(s.InFlight, inFlight{actionRecord: c, Handle: c.handle()})
+	}
+	for i := len(t.recent) - 1; i >= 0; i-- {
+		s.Recent = append(s.Recent, t.recent[i])
+	}
+	for i := len(t.recentOutcomes) - 1; i >= 0; i-- {
+		s.RecentOutcomes = append(s.RecentOutcomes, t.recentOutcomes[i])
+	}
+	return s
+}
+
+func sortCooldowns(cs []coolJSON) {
+	slices.SortFunc(cs, func(a, b coolJSON) int {
+		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Object, b.Object)
+	})
+}

@@ -1,0 +1,222 @@
+// Package em is a client of the Veeam Backup Enterprise Manager REST API for
+// failover: on-premises failover plans (read, start, undo), CDP replica VM
+// failover, cloud failover sessions and the tasks that track actions.
+package em
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+)
+
+// IdleTimeout is EM's logon session idle timeout; the client logs on again
+// before reusing a session left idle this long.
+const IdleTimeout = 15 * time.Minute
+
+// PageSize is the pageSize of query service reads. Entities carry their
+// VMs or tasks, so pages are kept moderate.
+const PageSize = 200
+
+// sessionHeader carries the logon session on every request.
+const sessionHeader = "X-RestSvcSessionId"
+
+// Format is the representation the client asks EM for.
+type Format int
+
+const (
+	// JSON is smaller to parse; EM sends it for Accept: application/json.
+	JSON Format = iota
+	// XML is EM's default representation.
+	XML
+)
+
+func (f Format) String() string {
+	if f == XML {
+		return "xml"
+	}
+	return "json"
+}
+
+// Option adjusts a Client.
+type Option func(*Client)
+
+// WithFormat selects JSON (default) or XML.
+func WithFormat(f Format) Option { return func(c *Client) { c.format = f } }
+
+// Client talks to one Enterprise Manager. It is safe for concurrent use; all
+// callers share one logon session.
+type Client struct {
+	name   string
+	t      *veeam.Transport
+	auth   *veeam.Auth
+	opts   veeam.ClientOptions
+	format Format
+	closed atomic.Bool
+}
+
+// New returns a client for o. It does not contact the server: the first call
+// logs on.
+func New(o veeam.ClientOptions, opts ...Option) (*Client, error) {
+	return newClient(o, time.Now, opts...)
+}
+
+func newClient(o veeam.ClientOptions, now func() time.Time, opts ...Option) (*Client, error) {
+	if o.Username == "" || o.Password == "" {
+		return nil, fmt.Errorf("target %q: em needs a username and password", o.Name)
+	}
+	t, err := veeam.NewTransport(o, veeam.DefaultClassifier)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{name: o.Name, t: t, opts: o}
+	for _, f := range opts {
+		f(c)
+	}
+	c.auth = veeam.NewAuth(veeam.AuthConfig{
+		Target:  o.Name,
+		Login:   c.login,
+		Idle:    IdleTimeout,
+		Timeout: 3 * t.Timeout(),
+		Logger:  t.Logger(),
+		Now:     now,
+	})
+	return c, nil
+}
+
+// Format is the representation in use.
+func (c *Client) Format() Format { return c.format }
+
+func (c *Client) accept() string {
+	if c.format == XML {
+		// No application/json anywhere: EM would then refuse XML bodies.
+		return "application/xml"
+	}
+	return "application/json"
+}
+
+func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
+	const path = "/api/sessionMngr/"
+	basic := base64.StdEncoding.EncodeToString([]byte(c.opts.Username + ":" + string(c.opts.Password)))
+	h := http.Header{"Accept": {c.accept()}, "Authorization": {"Basic " + basic}}
+	resp, err := c.t.Do(ctx, &veeam.Request{
+		Method: http.MethodPost, Path: path, Query: url.Values{"v": {"latest"}},
+		Header: h, Retry: veeam.RetryIdempotent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !resp.OK() {
+		return nil, parseError(c.name, http.MethodPost, path, resp)
+	}
+	// Header names are canonicalised by net/http, so any spelling matches.
+	token := resp.Header.Get(sessionHeader)
+	if token == "" {
+		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path,
+			Err: fmt.Errorf("logon answered %d without an %s header", resp.Status, sessionHeader)}
+	}
+	id, err := decodeLogon(resp.Body)
+	if err != nil {
+		// The session works without it; only the logout on Close needs it.
+		c.t.Logger().Debug("cannot read logon session id", "target", c.name, "err", err)
+	}
+	return &veeam.Credential{Token: token, SessionID: id}, nil
+}
+
+func setSession(h http.Header, cr *veeam.Credential) { h.Set(sessionHeader, cr.Token) }
+
+// Close ends the logon session (DELETE /api/logonSessions/{id}). Calls after
+// Close fail with veeam.ErrClosed.
+func (c *Client) Close(ctx context.Context) error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	defer c.t.CloseIdleConnections()
+	cr := c.auth.Take()
+	if cr == nil || cr.SessionID == "" {
+		return nil
+	}
+	path := "/api/logonSessions/" + url.PathEscape(cr.SessionID)
+	h := http.Header{"Accept": {c.accept()}}
+	setSession(h, cr)
+	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodDelete, Path: path, Header: h, Retry: veeam.RetryNever})
+	if err != nil {
+		return err
+	}
+	// 401/404: the session had already expired; nothing to end.
+	if !resp.OK() && resp.Status != http.StatusUnauthorized && resp.Status != http.StatusNotFound {
+		return parseError(c.name, http.MethodDelete, path, resp)
+	}
+	return nil
+}
+
+// call is one API request with the logon session (401 → one new logon and
+// one resend), retries for reads and typed errors.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte) (*veeam.Response, error) {
+	if c.closed.Load() {
+		return nil, fmt.Errorf("target %q: %w", c.name, veeam.ErrClosed)
+	}
+	h := http.Header{"Accept": {c.accept()}}
+	if body != nil {
+		h.Set("Content-Type", c.accept())
+	}
+	mode := veeam.RetryIdempotent
+	if method != http.MethodGet {
+		mode = veeam.RetryNever
+	}
+	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
+	resp, err := c.t.DoAuth(ctx, c.auth, req, setSession, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.OK() {
+		return nil, parseError(c.name, method, path, resp)
+	}
+	return resp, nil
+}
+
+func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
+	var zero T
+	resp, err := c.call(ctx, http.MethodGet, path, q, nil)
+	if err != nil {
+		return zero, err
+	}
+	v, err := dec(resp.Body)
+	if err != nil {
+		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
+	}
+	return v, nil
+}
+
+// query reads every page of a query service type as entities.
+func query[T any](ctx context.Context, c *Client, typ string, dec func([]byte) (Page[T], error), id func(T) string) ([]T, error) {
+	return veeam.ReadPages(ctx, c.t.Concurrency(), func(ctx context.Context, n int) ([]T, veeam.PageInfo, error) {
+		q := url.Values{
+			"type":     {typ},
+			"format":   {"Entities"},
+			"pageSize": {fmt.Sprint(PageSize)},
+			"page":     {fmt.Sprint(n + 1)}, // EM numbers pages from 1
+			"sortAsc":  {"UID"},
+		}
+		p, err := get(ctx, c, "/api/query", q, dec)
+		if err != nil {
+			return nil, veeam.PageInfo{}, err
+		}
+		return p.Items, veeam.PageInfo{Pages: p.Pages}, nil
+	}, id)
+}
+
+// checkUUID validates an id that goes into a path.
+func checkUUID(what, id string) (string, error) {
+	s := veeam.NormalizeID(id)
+	if len(s) != 36 || strings.Trim(s, "0123456789abcdef-") != "" {
+		return "", fmt.Errorf("%s %q is not a UUID", what, id)
+	}
+	return s, nil
+}

@@ -1,0 +1,76 @@
+package vbr
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+)
+
+// Error is an error answer of the B&R REST API ({errorCode, message,
+// resourceId}). It never holds credentials or tokens.
+type Error struct {
+	Target string
+	Method string
+	// Path is the request path, without the query.
+	Path   string
+	Status int
+	// ErrorCode is Veeam's errorCode: AccessDenied, ExpiredToken,
+	// InvalidToken, InvalidURI, MethodNotAllowed, NotFound, NotImplemented,
+	// ServiceUnavailable, UnexpectedContent or UnknownError.
+	ErrorCode string
+	Message   string
+}
+
+func (e *Error) Error() string {
+	d := e.Message
+	if e.ErrorCode != "" {
+		if d == "" {
+			d = e.ErrorCode
+		} else {
+			d += " (" + e.ErrorCode + ")"
+		}
+	}
+	return veeam.FormatAPIError(e.Target, e.Method, e.Path, e.Status, d)
+}
+
+// HTTPStatus implements veeam.StatusError.
+func (e *Error) HTTPStatus() int { return e.Status }
+
+type wireError struct {
+	ErrorCode string `json:"errorCode"`
+	Message   string `json:"message"`
+}
+
+// DecodeError decodes an Error body.
+func DecodeError(body []byte) (code, message string, err error) {
+	var w wireError
+	if err := json.Unmarshal(body, &w); err != nil {
+		return "", "", err
+	}
+	return w.ErrorCode, w.Message, nil
+}
+
+func parseError(target, method, path string, r *veeam.Response) *Error {
+	e := &Error{Target: target, Method: method, Path: path, Status: r.Status}
+	if code, msg, err := DecodeError(r.Body); err == nil && (code != "" || msg != "") {
+		e.ErrorCode = code
+		e.Message = strings.Join(strings.Fields(msg), " ")
+		if len(e.Message) > 512 {
+			e.Message = e.Message[:512] + "..."
+		}
+	} else {
+		e.Message = veeam.UnparsedBody(r)
+	}
+	return e
+}
+
+// classify retries 429 and 5xx reads (ServiceUnavailable, UnknownError).
+func classify(r *veeam.Response) (bool, time.Duration) {
+	if r.Status == http.StatusTooManyRequests || r.Status >= 500 {
+		return true, veeam.RetryAfterHeader(r.Header)
+	}
+	return false, 0
+}

@@ -1,0 +1,245 @@
+// Package vspc is a client of the Veeam Service Provider Console REST API v3
+// for failover plans: reading plans and their objects, starting and undoing
+// plans, patching them, and tracking async actions.
+package vspc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+)
+
+// APIRoot is the path prefix of the v3 API.
+const APIRoot = "/api/v3"
+
+// PageSize is the limit asked for on list reads (VSPC's maximum).
+const PageSize = 500
+
+// defaultTokenLifetime is assumed when /token does not say (VSPC access
+// tokens live one hour).
+const defaultTokenLifetime = time.Hour
+
+// Client talks to one VSPC server. It is safe for concurrent use; all callers
+// share one token.
+type Client struct {
+	name    string
+	t       *veeam.Transport
+	auth    *veeam.Auth
+	version string
+	opts    veeam.ClientOptions
+	closed  atomic.Bool
+}
+
+// New returns a client for o. It does not contact the server: the first call
+// logs in (or uses o.APIKey as a Bearer token when set).
+func New(o veeam.ClientOptions) (*Client, error) {
+	return newClient(o, time.Now)
+}
+
+// newClient is New with the auth clock given (tests move it forward).
+func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
+	t, err := veeam.NewTransport(o, classify)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{name: o.Name, t: t, version: o.APIVersion, opts: o}
+	cfg := veeam.AuthConfig{
+		Target:  o.Name,
+		Timeout: 3 * t.Timeout(),
+		Logger:  t.Logger(),
+		Now:     now,
+	}
+	if key := string(o.APIKey); key != "" {
+		cfg.Login = func(context.Context) (*veeam.Credential, error) {
+			return &veeam.Credential{Token: key}, nil
+		}
+	} else {
+		if o.Username == "" || o.Password == "" {
+			return nil, fmt.Errorf("target %q: vspc needs an API key or a username and password", o.Name)
+		}
+		cfg.Login = c.login
+		cfg.Refresh = c.refresh
+	}
+	c.auth = veeam.NewAuth(cfg)
+	return c, nil
+}
+
+// Close ends the client. VSPC has no cheap logout (token revocation is
+// documented as expensive and for emergencies), so the token is dropped and
+// left to expire. Calls after Close fail with veeam.ErrClosed.
+func (c *Client) Close(context.Context) error {
+	c.closed.Store(true)
+	c.auth.Take()
+	c.t.CloseIdleConnections()
+	return nil
+}
+
+// oauthResult is OAuth2Result (not wrapped in {data}).
+type oauthResult struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	ExpiresIn    int64  `json:"expires_in"`
+}
+
+func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
+	return c.token(ctx, url.Values{
+		"grant_type": {"password"},
+		"username":   {c.opts.Username},
+		"password":   {string(c.opts.Password)},
+	})
+}
+
+func (c *Client) refresh(ctx context.Context, rt string) (*veeam.Credential, error) {
+	return c.token(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
+}
+
+func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential, error) {
+	const path = APIRoot + "/token"
+	h := http.Header{
+		"Content-Type": {"application/x-www-form-urlencoded"},
+		"Accept":       {"application/json"},
+	}
+	if c.version != "" {
+		h.Set("X-Client-Version", c.version)
+	}
+	// A grant may be sent again: the worst a duplicate does is issue a
+	// token nobody uses.
+	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodPost, Path: path, Header: h, Body: []byte(form.Encode()), Retry: veeam.RetryIdempotent})
+	if err != nil {
+		return nil, err
+	}
+	if !resp.OK() {
+		return nil, parseError(c.name, http.MethodPost, path, resp)
+	}
+	var r oauthResult
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: err}
+	}
+	if r.AccessToken == "" {
+		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: errors.New("no access_token in answer")}
+	}
+	life := time.Duration(r.ExpiresIn) * time.Second
+	if r.ExpiresIn <= 0 || r.ExpiresIn > 365*24*3600 {
+		life = defaultTokenLifetime
+	}
+	return &veeam.Credential{Token: r.AccessToken, RefreshToken: r.RefreshToken, Lifetime: life}, nil
+}
+
+// call is one API request with auth, retries and typed errors. requestID,
+// when set, goes out as X-Request-id and allows one resend after a
+// connection error.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte, requestID string) (*veeam.Response, error) {
+	if c.closed.Load() {
+		return nil, fmt.Errorf("target %q: %w", c.name, veeam.ErrClosed)
+	}
+	h := http.Header{"Accept": {"application/json"}}
+	if c.version != "" {
+		h.Set("X-Client-Version", c.version)
+	}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	mode := veeam.RetryIdempotent
+	if method != http.MethodGet {
+		mode = veeam.RetryNever
+		if requestID != "" {
+			h.Set("X-Request-id", requestID)
+			mode = veeam.RetryConnectionOnce
+		}
+	}
+	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
+	resp, err := c.t.DoAuth(ctx, c.auth, req, setBearer, nil)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.OK() {
+		return nil, parseError(c.name, method, path, resp)
+	}
+	return resp, nil
+}
+
+func setBearer(h http.Header, cr *veeam.Credential) { h.Set("Authorization", "Bearer "+cr.Token) }
+
+// get reads path and decodes the body with dec.
+func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
+	var zero T
+	resp, err := c.call(ctx, http.MethodGet, path, q, nil, "")
+	if err != nil {
+		return zero, err
+	}
+	if resp.Status == http.StatusAccepted {
+		return zero, &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
+			Message: "read answered asynchronously (202); not supported"}
+	}
+	v, err := dec(resp.Body)
+	if err != nil {
+		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
+	}
+	return v, nil
+}
+
+// list reads every page of a collection.
+func list[T any](ctx context.Context, c *Client, path string, dec func([]byte) ([]T, int, error), id func(T) string) ([]T, error) {
+	return veeam.ReadOffsetPages(ctx, c.t.Concurrency(), PageSize, func(ctx context.Context, offset, limit int) ([]T, int, error) {
+		q := url.Values{"limit": {fmt.Sprint(limit)}, "offset": {fmt.Sprint(offset)}}
+		type pg struct {
+			items []T
+			total int
+		}
+		p, err := get(ctx, c, path, q, func(b []byte) (pg, error) {
+			items, total, err := dec(b)
+			return pg{items, total}, err
+		})
+		return p.items, p.total, err
+	}, id)
+}
+
+// checkID validates a path id: VSPC uids are UUIDs, and anything else could
+// change the path.
+func checkID(what, id string) (string, error) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return "", fmt.Errorf("%s %q is not a UUID", what, id)
+	}
+	return u.String(), nil
+}
+
+// checkRequestID validates an idempotency key: VSPC needs a UUID.
+func checkRequestID(id string) (string, error) {
+	if id == "" {
+		return "", errors.New("request id is empty; acting calls need an idempotency key")
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return "", fmt.Errorf("request id %q is not a UUID", id)
+	}
+	return u.String(), nil
+}
+
+// asyncActionID extracts the action id from a Location like
+// https://vspc:1280/api/v3/asyncActions/{id}.
+func asyncActionID(loc string) string {
+	const seg = "/asyncActions/"
+	if u, err := url.Parse(loc); err == nil {
+		loc = u.Path
+	}
+	i := strings.Index(strings.ToLower(loc), strings.ToLower(seg))
+	if i < 0 {
+		return ""
+	}
+	rest := loc[i+len(seg):]
+	if j := strings.IndexByte(rest, '/'); j >= 0 {
+		rest = rest[:j]
+	}
+	return veeam.NormalizeID(rest)
+}
