@@ -29,16 +29,18 @@ func (a emActor) FailoverCdpVM(ctx context.Context, cdpReplicaID, vmID string) (
 
 type vbrActor struct{ *vbr.Client }
 
-var vbrKinds = map[string]vbr.FailoverKind{
-	config.ActionVBRFailover:          vbr.FailoverNow,
-	config.ActionVBRPlannedFailover:   vbr.PlannedFailover,
-	config.ActionVBRPermanentFailover: vbr.PermanentFailover,
-	config.ActionVBRUndoFailover:      vbr.UndoFailover,
-}
-
 func (a vbrActor) StartFailover(ctx context.Context, action string, pointIDs []string, reason string) ([]veeam.Session, error) {
-	kind, ok := vbrKinds[action]
-	if !ok {
+	var kind vbr.FailoverKind
+	switch action {
+	case config.ActionVBRFailover:
+		kind = vbr.FailoverNow
+	case config.ActionVBRPlannedFailover:
+		kind = vbr.PlannedFailover
+	case config.ActionVBRPermanentFailover:
+		kind = vbr.PermanentFailover
+	case config.ActionVBRUndoFailover:
+		kind = vbr.UndoFailover
+	default:
 		return nil, fmt.Errorf("unknown VBR action %q", action)
 	}
 	return a.Failover(ctx, kind, pointIDs, reason)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"reflect"
 	"strconv"
 	"sync"
@@ -286,7 +285,7 @@ func (a *app) buildClientsReusing(cfg *config.Config, old map[string]*targetClie
 			out[t.Name] = prev
 			continue
 		}
-		c, err := newTargetClient(t, cfg.Scrape.Concurrency, filepath.Dir(a.configFile), a.apiMetrics, a.logger)
+		c, err := newTargetClient(t, cfg.Scrape.Concurrency, a.apiMetrics, a.logger)
 		if err != nil {
 			closeClients(out, old)
 			return nil, err
@@ -381,9 +380,9 @@ func (c *targetClient) close() {
 	_ = c.closeFn(ctx)
 }
 
-func clientOptions(t config.Target, concurrency int, dir string, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {
+func clientOptions(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {
+	// config made every file path absolute already.
 	hc := promconfig.HTTPClientConfig{TLSConfig: t.TLSConfig, ProxyConfig: t.ProxyConfig}
-	hc.SetDirectory(dir)
 	return veeam.ClientOptions{
 		Name:             t.Name,
 		URL:              t.URL,

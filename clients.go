@@ -17,8 +17,8 @@ type (
 	vbrClient  = vbr.Client
 )
 
-func newTargetClient(t config.Target, concurrency int, dir string, m *apiMetrics, logger *slog.Logger) (*targetClient, error) {
-	o := clientOptions(t, concurrency, dir, m, logger)
+func newTargetClient(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) (*targetClient, error) {
+	o := clientOptions(t, concurrency, m, logger)
 	tc := &targetClient{target: t, concurrency: concurrency}
 	var err error
 	switch t.Type {

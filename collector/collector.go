@@ -1,12 +1,3 @@
-// Package collector turns reads of the Veeam APIs into Prometheus metrics.
-//
-// An Exporter holds the targets and their collectors (failover_plans,
-// failover_plan_objects, cloud_failover_sessions, replicas). Each scrape asks
-// it for a prometheus.Collector bounded by the scrape's context: targets and
-// their collectors run in parallel, concurrent scrapes share one fetch per
-// target and collector, and with Options.MinInterval recent results are
-// served from memory. Every sample is built anew from the API's answer; there
-// are no long-lived gauges.
 package collector
 
 import (
@@ -27,7 +18,8 @@ import (
 )
 
 // VSPCReader is what the collectors read from a Veeam Service Provider
-// Console; *vspc.Client implements it.
+// Console; *vspc.Client implements it. As with the other readers, the
+// returned slices belong to the caller: the collectors sort them in place.
 type VSPCReader interface {
 	ListFailoverPlans(ctx context.Context) ([]veeam.FailoverPlan, error)
 	ListFailoverPlanObjects(ctx context.Context) ([]veeam.FailoverPlanObject, error)

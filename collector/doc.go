@@ -1,9 +1,19 @@
-package collector
-
+// Package collector turns reads of the Veeam APIs into Prometheus metrics.
+//
+// An Exporter holds the targets and their collectors (failover_plans,
+// failover_plan_objects, cloud_failover_sessions, replicas). Each scrape asks
+// it for a prometheus.Collector bounded by the scrape's context: targets and
+// their collectors run in parallel, concurrent scrapes share one fetch per
+// target and collector, and with Options.MinInterval recent results are
+// served from memory. Every sample is built anew from the API's answer; there
+// are no long-lived gauges.
+//
 // Metrics, by collector. Every series carries target (the config name); ids
 // are lower-case UUIDs without urn: prefixes. A stateset has one series per
 // documented value of the enum, 1 for the current value and 0 for the others;
-// a value the exporter does not know maps to Unknown.
+// a value the exporter does not know maps to Unknown. A plan, object, session
+// or replica listed twice (pages shifting under a changing estate) is
+// exported once.
 //
 // Always, per target:
 //
@@ -26,7 +36,8 @@ package collector
 //
 //	veeam_failover_plan_objects_by_restore_status{target,plan_id,status}   always, zeros included, for each plan
 //	                                                        with VMs: Running, Success, Warning, Failed, None, Unknown
-//	                                                        (None: the VM has no restore session yet)
+//	                                                        (None: the VM has no restore session yet); a plan
+//	                                                        without VMs has none (its veeam_failover_plan_objects is 0)
 //	with Options.PerObject:
 //	veeam_failover_plan_object_info{target,plan_id,object_id,object,host}  1
 //	veeam_failover_plan_object_restore_status{target,plan_id,object_id,status}   stateset, values as above
@@ -52,3 +63,4 @@ package collector
 //	veeam_replica_state{target,replica_id,state}            Ready, Processing, SureBackup, Failover, FailedFailover,
 //	                                                        PermanentFailover, Failback, ReadyToSwitch, Unknown
 //	veeam_replica_latest_point_timestamp_seconds{target,replica_id}   newest restore point (RPO), when it has one
+package collector

@@ -165,7 +165,11 @@ func (b *builder) pair(name, value string) *dto.LabelPair {
 	if !utf8.ValidString(value) {
 		value = strings.ToValidUTF8(value, "\uFFFD")
 	}
-	return &dto.LabelPair{Name: b.names[name], Value: &value}
+	n := b.names[name]
+	if n == nil {
+		n = &name
+	}
+	return &dto.LabelPair{Name: n, Value: &value}
 }
 
 // lower lower-cases an id; it does not allocate when the id already is.

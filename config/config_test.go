@@ -62,10 +62,10 @@ func TestLoadErrors(t *testing.T) {
 		{"api_key_and_password.yml", 7, "targets[0].api_key_file", "not both"},
 		{"password_both.yml", 7, "targets[0].password_file", "password and password_file are both set"},
 		{"no_credentials.yml", 2, "targets[0].username", "missing credentials"},
-		{"missing_password_file.yml", 6, "targets[0].password_file", "cannot read testdata/secrets/does-not-exist.pass: no such file or directory"},
+		{"missing_password_file.yml", 6, "targets[0].password_file", "/testdata/secrets/does-not-exist.pass: no such file or directory"},
 		{"empty_password_file.yml", 6, "targets[0].password_file", "the file is empty"},
 		{"secret_not_string.yml", 6, "targets[0].password", "expected a string, got a list"},
-		{"missing_token_file.yml", 18, "trigger.webhook_bearer_token_file", "cannot read testdata/secrets/nope.token"},
+		{"missing_token_file.yml", 18, "trigger.webhook_bearer_token_file", "/testdata/secrets/nope.token: no such file or directory"},
 		{"scrape_concurrency.yml", 3, "scrape.concurrency", "must be at least 1, got 0"},
 		{"max_concurrent.yml", 18, "trigger.max_concurrent", "must be at least 1, got 0"},
 		{"rate_limit_actions.yml", 18, "trigger.rate_limit.actions", "must be at least 1, got 0"},
@@ -183,7 +183,7 @@ func TestGoodConfigDefaults(t *testing.T) {
 		{"em collectors", em.Collectors, []string{CollectorFailoverPlans, CollectorCloudFailoverSessions}},
 		{"vbr collectors", vbr.Collectors, []string{CollectorReplicas}},
 		{"vspc password from file", string(v.Password), "s3cr3t-SENTINEL-FILE"},
-		{"vspc password file", v.PasswordFile, filepath.Join("testdata", "secrets", "sentinel.pass")},
+		{"vspc password file", v.PasswordFile, filepath.Join(wd(t), "testdata", "secrets", "sentinel.pass")},
 		{"em inline password", string(em.Password), "s3cr3t-SENTINEL"},
 		{"per_object", cfg.Collectors.FailoverPlanObjects.PerObject, true},
 		{"sessions_per_plan", cfg.Collectors.CloudFailoverSessions.SessionsPerPlan, 1},
@@ -297,7 +297,7 @@ targets:
 		{"nested unknown key", "targets:\n  - name: a\n    tls_config: {ca_fle: x}\n", `c.yml:3: targets[0].tls_config.ca_fle: unknown key (did you mean "ca_file"?)`},
 		{"tls validation", "targets:\n  - name: a\n    tls_config: {cert_file: x}\n", "c.yml:3: targets[0].tls_config: exactly one of key or key_file"},
 		{"tls ref", "targets:\n  - name: a\n    tls_config: {ca_ref: x}\n", "targets[0].tls_config.ca_ref: secret references are not supported"},
-		{"tls file missing", "targets:\n  - name: a\n    tls_config:\n      ca_file: nope.pem\n", "c.yml:4: targets[0].tls_config.ca_file: cannot read nope.pem"},
+		{"tls file missing", "targets:\n  - name: a\n    tls_config:\n      ca_file: nope.pem\n", "c.yml:4: targets[0].tls_config.ca_file: cannot read " + filepath.Join(wd(t), "nope.pem") + ": no such file or directory"},
 		{"bad tls version", "targets:\n  - name: a\n    tls_config: {min_version: TLS9}\n", `targets[0].tls_config.min_version: invalid value "TLS9"`},
 		{"proxy validation", "targets:\n  - name: a\n    no_proxy: x\n", "targets[0].proxy_url: if no_proxy is configured, proxy_url must also be configured"},
 		{"int for string list", "targets:\n  - collectors: 3\n", "c.yml:2: targets[0].collectors: expected a list, got a single value"},
@@ -518,4 +518,13 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func wd(t *testing.T) string {
+	t.Helper()
+	d, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

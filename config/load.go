@@ -39,7 +39,12 @@ func Load(path string, opts LoadOptions) (*Config, error) {
 // messages and its directory resolves relative file names.
 func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
 	p := newParser(filename)
+	// Absolute, so that the paths stay right whatever the working directory
+	// and whoever joins them with a directory again.
 	p.dir = filepath.Dir(filename)
+	if abs, err := filepath.Abs(p.dir); err == nil {
+		p.dir = abs
+	}
 	cfg := Default()
 	if p.decodeDocument(data, cfg) {
 		p.resolvePaths(cfg)
@@ -60,7 +65,7 @@ func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
 }
 
 // resolvePaths makes relative file names relative to the config file's
-// directory, as Prometheus does.
+// directory, as Prometheus does, and absolute.
 func (p *parser) resolvePaths(cfg *Config) {
 	for i := range cfg.Targets {
 		t := &cfg.Targets[i]

@@ -617,12 +617,12 @@ func (a *emAPI) plan(w http.ResponseWriter, r *http.Request, lg *emLogon, id str
 		if !a.requireContentType(w, r) || !a.decode(w, r, "FailoverPlanManagementSpec", &spec) {
 			return
 		}
-		now := spec.StartNow != nil && *spec.StartNow
-		if !now && spec.StartDate == nil {
+		startNow := spec.StartNow != nil && *spec.StartNow
+		if !startNow && spec.StartDate == nil {
 			a.writeErrorFor(w, r, http.StatusBadRequest, "FailoverPlanManagementSpec must set StartNow to true or specify StartDate.")
 			return
 		}
-		if !now {
+		if !startNow {
 			if _, err := emParseTime(*spec.StartDate); err != nil {
 				a.writeErrorFor(w, r, http.StatusBadRequest, "The value '"+*spec.StartDate+"' of StartDate is not a valid DateTime.")
 				return

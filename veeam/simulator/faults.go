@@ -221,37 +221,44 @@ func (b *bufferWriter) Write(p []byte) (int, error) {
 	return b.body.Write(p)
 }
 
-// statusWriter remembers the status for the request log and the response
-// headers. It unwraps for http.ResponseController (hijack, flush).
+// statusWriter reports the response status once, before the first byte of
+// the response goes out (or when the connection is hijacked, with status 0),
+// so that the request log holds every request a client has had an answer
+// to. It unwraps for http.ResponseController (hijack, flush).
 type statusWriter struct {
 	http.ResponseWriter
 	status   int
-	hijacked bool
+	onStatus func(status int)
+}
+
+func (s *statusWriter) report(code int) {
+	if s.onStatus != nil {
+		f := s.onStatus
+		s.onStatus = nil
+		s.status = code
+		f(code)
+	}
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
+	s.report(code)
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
+	s.report(http.StatusOK)
 	return s.ResponseWriter.Write(p)
 }
 
 func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
-// Hijack is found by http.ResponseController through Unwrap too; it is
-// defined so that the log knows the request got no answer.
+// Hijack is found by http.ResponseController before Unwrap; the request is
+// logged with status 0.
 func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h, ok := s.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("simulator: connection cannot be hijacked")
 	}
-	s.hijacked = true
+	s.report(0)
 	return h.Hijack()
 }

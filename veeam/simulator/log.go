@@ -23,7 +23,9 @@ type Request struct {
 	// Body is the request body; secrets in form bodies (password,
 	// refresh_token, ...) are replaced by "REDACTED".
 	Body string
-	// Status is the HTTP status answered, 0 when the connection was reset.
+	// Status is the HTTP status answered, 0 when the connection was reset
+	// or the client gave up before the answer. An entry is in the log
+	// before the client receives the first byte of its response.
 	Status int
 	// Time is when the request arrived, by Options.Now.
 	Time time.Time
@@ -152,18 +154,23 @@ func (s *Simulator) middleware(sv *server) http.Handler {
 			}
 			entry.Body = redactBody(r.Header.Get("Content-Type"), body)
 		}
-		sw := &statusWriter{ResponseWriter: w}
-		defer func() {
-			entry.Status = sw.status
-			if sw.hijacked {
-				entry.Status = 0
-			}
+		sw := &statusWriter{ResponseWriter: w, onStatus: func(status int) {
+			entry.Status = status
 			s.log.add(sv.api, entry)
+		}}
+		answered := true
+		defer func() {
+			if answered {
+				sw.report(http.StatusOK) // a handler that wrote nothing
+			} else {
+				sw.report(0)
+			}
 		}()
 
 		f, faulty := s.faults.match(sv.api, r.URL.Path)
 		if !sleep(r.Context(), s.opts.Latency+f.Latency) {
 			// The client went away or the simulator is closing.
+			answered = false
 			return
 		}
 		if !faulty {

@@ -373,17 +373,32 @@ func (a *vspcAPI) generate() {
 				o.hasRS = true
 				rs := &o.rs
 				rs.uid = a.newUID()
+				// The restore session: within the plan's last session when
+				// the plan ran, else around the VM's latest restore point.
 				if r.IntN(50) > 0 {
 					rs.rpUID = a.newUID()
 					rs.rpTime = now.Add(-ago(2*time.Minute, 6*24*time.Hour))
+				}
+				switch {
+				case p.status == vspcInProgress || p.status == vspcInUndoProgress:
+					rs.start = now.Add(-ago(time.Minute, 30*time.Minute))
+				case p.status != vspcReady && p.last != nil && !p.last.end.IsZero():
+					rs.start = p.last.end.Add(-time.Duration(2+r.IntN(15)) * time.Minute)
+				case !rs.rpTime.IsZero():
 					rs.start = rs.rpTime.Add(time.Duration(1+r.IntN(30)) * time.Minute)
-				} else {
+				default:
 					rs.start = now.Add(-ago(time.Hour, 6*24*time.Hour))
+				}
+				if !rs.rpTime.IsZero() && rs.rpTime.After(rs.start) {
+					rs.rpTime = rs.start.Add(-ago(2*time.Minute, 2*24*time.Hour))
 				}
 				if rs.start.After(now) {
 					rs.start = now
 				}
 				rs.end = rs.start.Add(time.Duration(1+r.IntN(20)) * time.Minute)
+				if lim := p.last; lim != nil && !lim.end.IsZero() && p.status != vspcReady && rs.end.After(lim.end) {
+					rs.end = lim.end
+				}
 				if rs.end.After(now) {
 					rs.end = now
 				}
@@ -719,7 +734,7 @@ func (a *vspcAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	a.mu.Lock()
-	now := a.o.Now()
+	now := vspcStamp(a.o.Now())
 	a.advance(now)
 	var resp vspcResp
 	if !a.authorized(r, now) {
@@ -731,6 +746,10 @@ func (a *vspcAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	a.send(w, resp)
 }
+
+// vspcStamp drops what the product's 7-digit fractions cannot show, so that
+// Estate and the JSON agree exactly.
+func vspcStamp(t time.Time) time.Time { return t.UTC().Truncate(100 * time.Nanosecond) }
 
 func (a *vspcAPI) authorized(r *http.Request, now time.Time) bool {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -1161,7 +1180,7 @@ func (a *vspcAPI) start(req *vspcRequest, p *vspcPlan, as *vspcAsync) vspcResp {
 		rs.end = time.Time{}
 		if !pointInTime.IsZero() && (rs.rpTime.IsZero() || pointInTime.Before(rs.rpTime)) {
 			rs.rpUID = a.newUID()
-			rs.rpTime = pointInTime.Add(-time.Duration(1+a.rng.IntN(60)) * time.Minute).UTC()
+			rs.rpTime = vspcStamp(pointInTime.Add(-time.Duration(1+a.rng.IntN(60)) * time.Minute))
 		}
 	}
 	return a.accepted(req, act, as)
@@ -1414,7 +1433,7 @@ func randomToken() string {
 func (a *vspcAPI) estate() VSPCEstate {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.advance(a.o.Now())
+	a.advance(vspcStamp(a.o.Now()))
 	e := VSPCEstate{
 		Plans:   make([]VSPCPlan, len(a.plans)),
 		Objects: make([]VSPCPlanObject, len(a.objects)),

@@ -1,0 +1,300 @@
+package trigger
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+)
+
+func TestStateRoundTrip(t *testing.T) {
+	s := newState()
+	s.dedup["k1"] = testNow.Add(time.Hour)
+	s.cooldowns[cooldownKey{"r", "Plan A"}] = testNow
+	s.rateUses = []time.Time{testNow.Add(-time.Minute)}
+	s.lastAction["r"] = testNow
+	s.actions = []*actionRecord{{RequestID: "id1", Rule: "r", Action: config.ActionVBRFailover, Target: "vbr",
+		Status: statusSent, DecidedAt: testNow, SentAt: testNow, PointIDs: []string{"p1"},
+		Sessions: []sessionHandle{{ID: "s1"}, {ID: "s2", Result: "Success"}}}}
+	data, err := s.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "state.json")
+	if err := writeFileAtomic(path, data); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file mode %v %v", fi.Mode(), err)
+	}
+	got, err := loadState(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data2, _ := got.marshal()
+	if !bytes.Equal(data, data2) {
+		t.Fatalf("round trip differs:\n%s\n%s", data, data2)
+	}
+	// No temporary files left behind.
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries", len(entries))
+	}
+}
+
+func TestLoadStateMissingIsEmpty(t *testing.T) {
+	s, err := loadState(filepath.Join(t.TempDir(), "nope.json"))
+	if err != nil || len(s.actions) != 0 {
+		t.Fatalf("%v %v", s, err)
+	}
+}
+
+func TestUnmarshalStateRejects(t *testing.T) {
+	for name, body := range map[string]string{
+		"empty":          ``,
+		"garbage":        `{"version":1,`,
+		"other version":  `{"version":2}`,
+		"unknown field":  `{"version":1,"extra":true}`,
+		"trailing":       `{"version":1}{}`,
+		"bad status":     `{"version":1,"actions":[{"request_id":"a","rule":"r","action":"vspc_plan_start","target":"t","status":"done"}]}`,
+		"bad action":     `{"version":1,"actions":[{"request_id":"a","rule":"r","action":"reboot","target":"t","status":"sent"}]}`,
+		"no request id":  `{"version":1,"actions":[{"rule":"r","action":"vspc_plan_start","target":"t","status":"sent"}]}`,
+		"duplicate id":   `{"version":1,"actions":[{"request_id":"a","rule":"r","action":"vspc_plan_start","target":"t","status":"sent"},{"request_id":"a","rule":"r","action":"vspc_plan_start","target":"t","status":"sent"}]}`,
+		"null action":    `{"version":1,"actions":[null]}`,
+		"cooldown empty": `{"version":1,"cooldowns":[{"rule":"","object":"x","at":"2025-01-01T00:00:00Z"}]}`,
+	} {
+		if _, err := unmarshalState([]byte(body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := unmarshalState([]byte(`{"version":1}`)); err != nil {
+		t.Errorf("minimal state refused: %v", err)
+	}
+}
+
+// newBareTrigger makes a trigger without rules (no actors needed).
+func newBareTrigger(t *testing.T, cfg config.TriggerConfig, reg prometheus.Registerer) *Trigger {
+	t.Helper()
+	tr, err := New(cfg, Actors{}, Options{Registerer: reg, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close(context.Background()) })
+	return tr
+}
+
+func armedConfig(dir string) config.TriggerConfig {
+	return config.TriggerConfig{
+		DryRun:             false,
+		WebhookBearerToken: "s3cret-token",
+		StateFile:          filepath.Join(dir, "state.json"),
+		AuditLog:           filepath.Join(dir, "audit.jsonl"),
+		KillSwitchFile:     filepath.Join(dir, "disarm"),
+	}
+}
+
+func TestCorruptStateDisarms(t *testing.T) {
+	dir := t.TempDir()
+	cfg := armedConfig(dir)
+	corrupt := []byte(`{"version":1,"actions":[{"request_id":"x"`)
+	if err := os.WriteFile(cfg.StateFile, corrupt, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	tr := newBareTrigger(t, cfg, reg)
+	if tr.Armed() {
+		t.Fatal("armed with a corrupt state file")
+	}
+	if got := testutil.ToFloat64(tr.m.armed); got != 0 {
+		t.Fatalf("veeam_trigger_armed %v", got)
+	}
+	st := tr.status()
+	if st.Armed || !strings.Contains(st.DisarmedReason, "state file") || !strings.Contains(st.DisarmedReason, "copy is kept") {
+		t.Fatalf("status %+v", st)
+	}
+	copies, _ := filepath.Glob(cfg.StateFile + ".corrupt-*")
+	if len(copies) != 1 {
+		t.Fatalf("copies %v", copies)
+	}
+	if b, _ := os.ReadFile(copies[0]); !bytes.Equal(b, corrupt) {
+		t.Fatal("copy differs")
+	}
+	// The original stays untouched until the operator acts.
+	if b, _ := os.ReadFile(cfg.StateFile); !bytes.Equal(b, corrupt) {
+		t.Fatal("state file was changed while disarmed")
+	}
+	// A reload with the file still broken stays disarmed.
+	if err := tr.Reload(cfg, Actors{}); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Armed() {
+		t.Fatal("armed after reload with a corrupt file")
+	}
+	// The operator removes it and reloads: armed.
+	if err := os.Remove(cfg.StateFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Reload(cfg, Actors{}); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Armed() || tr.status().DisarmedReason != "" {
+		t.Fatalf("not re-armed: %+v", tr.status())
+	}
+}
+
+func TestRestartNeverSendsUnsentActions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := armedConfig(dir)
+	s := newState()
+	s.actions = []*actionRecord{
+		{RequestID: "11111111-1111-5111-8111-111111111111", Rule: "r", Action: config.ActionVSPCPlanStart, Target: "vspc",
+			Object: "Plan A", Status: statusDecided, DecidedAt: testNow, PlanID: "p"},
+		{RequestID: "22222222-2222-5222-8222-222222222222", Rule: "r", Action: config.ActionEMPlanStart, Target: "em",
+			Object: "Plan B", Status: statusSending, DecidedAt: testNow, SendingAt: testNow, PlanID: "q"},
+	}
+	data, _ := s.marshal()
+	if err := writeFileAtomic(cfg.StateFile, data); err != nil {
+		t.Fatal(err)
+	}
+	// No actors at all: a send would fail loudly rather than silently.
+	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
+	if n := tr.inFlightCount(); n != 0 {
+		t.Fatalf("%d actions still in flight", n)
+	}
+	for _, o := range []struct{ action string }{{config.ActionVSPCPlanStart}, {config.ActionEMPlanStart}} {
+		if got := testutil.ToFloat64(tr.m.outcomes.WithLabelValues("r", o.action, outcomeAbandoned)); got != 1 {
+			t.Errorf("%s abandoned = %v", o.action, got)
+		}
+		if got := testutil.ToFloat64(tr.m.actions.WithLabelValues("r", o.action)); got != 0 {
+			t.Errorf("%s calls = %v", o.action, got)
+		}
+	}
+	st, err := loadState(cfg.StateFile)
+	if err != nil || len(st.actions) != 0 {
+		t.Fatalf("state after restart: %v %v", st, err)
+	}
+	audit, _ := os.ReadFile(cfg.AuditLog)
+	if n := strings.Count(string(audit), `"outcome":"abandoned"`); n != 2 {
+		t.Fatalf("audit:\n%s", audit)
+	}
+}
+
+func TestWebhookRefusals(t *testing.T) {
+	dir := t.TempDir()
+	cfg := armedConfig(dir)
+	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
+	good := notification(t, "gk", firingAlert(time.Now().Add(-time.Hour), "alertname", "SiteDown"))
+	tests := []struct {
+		name   string
+		method string
+		auth   string
+		ctype  string
+		body   []byte
+		code   int
+	}{
+		{"ok", "POST", "Bearer s3cret-token", "application/json", good, 200},
+		{"ok lower-case scheme", "POST", "bearer s3cret-token", "application/json; charset=utf-8", good, 200},
+		{"GET", "GET", "Bearer s3cret-token", "application/json", nil, 405},
+		{"no token", "POST", "", "application/json", good, 401},
+		{"wrong token", "POST", "Bearer s3cret-tokem", "application/json", good, 401},
+		{"basic instead", "POST", "Basic czNjcmV0LXRva2Vu", "application/json", good, 401},
+		{"text/plain", "POST", "Bearer s3cret-token", "text/plain", good, 415},
+		{"no content type", "POST", "Bearer s3cret-token", "", good, 415},
+		{"too big", "POST", "Bearer s3cret-token", "application/json", bytes.Repeat([]byte(" "), maxBodyBytes+1), 413},
+		{"bad json", "POST", "Bearer s3cret-token", "application/json", []byte(`{"version":`), 400},
+		{"v3", "POST", "Bearer s3cret-token", "application/json", bytes.Replace(good, []byte(`"version":"4"`), []byte(`"version":"3"`), 1), 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, "/webhook", bytes.NewReader(tc.body))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			rec := httptest.NewRecorder()
+			tr.WebhookHandler().ServeHTTP(rec, req)
+			if rec.Code != tc.code {
+				t.Fatalf("code %d, want %d: %s", rec.Code, tc.code, rec.Body)
+			}
+			if strings.Contains(rec.Body.String(), "s3cret") {
+				t.Fatal("answer contains the token")
+			}
+			var ans webhookAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
+				t.Fatalf("answer is not JSON: %v", err)
+			}
+			if tc.code == 200 && (ans.Status != "ok" || len(ans.Decisions) != 1 || ans.Decisions[0].Guard != guardMatch) {
+				t.Fatalf("answer %+v", ans)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(tr.m.webhookRequests.WithLabelValues("401")); got != 3 {
+		t.Errorf("401 count %v", got)
+	}
+	if got := testutil.ToFloat64(tr.m.blocked.WithLabelValues(ruleNone, guardMatch)); got != 2 {
+		t.Errorf("blocked{none,match} %v", got)
+	}
+	// Nothing was written to the state file by any of this.
+	if _, err := os.Stat(cfg.StateFile); !os.IsNotExist(err) {
+		t.Errorf("state file written: %v", err)
+	}
+	// The status page has no secret either.
+	rec := httptest.NewRecorder()
+	tr.StatusHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/trigger", nil))
+	if rec.Code != 200 || strings.Contains(rec.Body.String(), "s3cret") {
+		t.Fatalf("status %d %s", rec.Code, rec.Body)
+	}
+	audit, _ := os.ReadFile(cfg.AuditLog)
+	if strings.Contains(string(audit), "s3cret") {
+		t.Fatal("audit contains the token")
+	}
+}
+
+func TestNewRefusesUnsafeConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := armedConfig(dir)
+	cfg.WebhookBearerToken = ""
+	if _, err := New(cfg, Actors{}, Options{}); err == nil || !strings.Contains(err.Error(), "no authentication") {
+		t.Fatalf("armed without webhook auth: %v", err)
+	}
+	if tr, err := New(cfg, Actors{}, Options{WebhookBasicAuth: true}); err != nil {
+		t.Fatalf("basic auth in front refused: %v", err)
+	} else {
+		_ = tr.Close(context.Background())
+	}
+	cfg = armedConfig(dir)
+	cfg.StateFile = ""
+	if _, err := New(cfg, Actors{}, Options{}); err == nil || !strings.Contains(err.Error(), "state_file") {
+		t.Fatalf("armed without state file: %v", err)
+	}
+}
+
+func TestKillSwitchUnreadableCountsAsPresent(t *testing.T) {
+	if kill, _ := killSwitch(""); kill {
+		t.Fatal("no path configured is active")
+	}
+	dir := t.TempDir()
+	if kill, _ := killSwitch(filepath.Join(dir, "disarm")); kill {
+		t.Fatal("missing file is active")
+	}
+	// A path under a regular file cannot be checked (ENOTDIR).
+	f := filepath.Join(dir, "file")
+	_ = os.WriteFile(f, nil, 0o600)
+	if kill, reason := killSwitch(filepath.Join(f, "disarm")); !kill {
+		t.Fatal("unchecked kill switch counts as absent")
+	} else {
+		t.Log(reason)
+	}
+}
