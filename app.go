@@ -125,9 +125,11 @@ func (a *app) reload() error {
 		a.logger.Error("reload failed; keeping the running configuration", "err", err)
 		return err
 	}
+	oldExporter := a.exporter
 	a.cfg, a.clients = cfg, clients
 	a.exporter = a.buildExporter(cfg, clients)
 	a.mu.Unlock()
+	oldExporter.Close()
 	closeClients(old, clients)
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()
@@ -157,6 +159,7 @@ func (a *app) close() {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.exporter.Close()
 	closeClients(a.clients, nil)
 }
 

@@ -202,7 +202,7 @@ func baseConfig(dir string, rules ...config.Rule) config.TriggerConfig {
 	}
 }
 
-func rule(name, actionType, target string, edit ...func(*config.Rule)) config.Rule {
+func newRule(name, actionType, target string, edit ...func(*config.Rule)) config.Rule {
 	r := config.Rule{
 		Name:      name,
 		Matchers:  []string{`alertname="SiteDown"`, `rule="` + name + `"`},

@@ -926,3 +926,52 @@ func TestVSPCLargeEstate(t *testing.T) {
 		t.Errorf("too slow: build %v, paging %v", built, paged)
 	}
 }
+
+// The generated estate is internally consistent and has a realistic spread.
+func TestVSPCEstateShape(t *testing.T) {
+	clock := newCoreClock()
+	s := startSim(t, Options{Seed: 3, Now: clock.Now, VSPC: VSPCOptions{Plans: 200, ObjectsPerPlan: 5}})
+	est := s.Estate().VSPC
+	now := clock.Now()
+	plans := map[string]VSPCPlan{}
+	statuses := map[string]int{}
+	for _, p := range est.Plans {
+		plans[p.InstanceUID] = p
+		statuses[p.Status]++
+		if (p.Type == "Local") != (p.TenantUID == "") {
+			t.Errorf("plan %s: type %s tenant %q", p.Name, p.Type, p.TenantUID)
+		}
+	}
+	for _, st := range []string{"Ready", "InProgress", "InUndoProgress", "Completed", "Success", "Failed", "UndoFailed"} {
+		if statuses[st] == 0 {
+			t.Errorf("no %s plans: %v", st, statuses)
+		}
+	}
+	var minAge, maxAge time.Duration = 1 << 62, 0
+	for _, o := range est.Objects {
+		rs := o.RestoreSession
+		if rs == nil {
+			continue
+		}
+		p := plans[o.PlanUID]
+		if rs.RestorePointDateTime != nil {
+			age := now.Sub(*rs.RestorePointDateTime)
+			minAge, maxAge = min(minAge, age), max(maxAge, age)
+			if rs.RestorePointDateTime.After(rs.StartDateTime) {
+				t.Errorf("%s: restore point after the session start", o.Name)
+			}
+		}
+		if rs.StartDateTime.After(now) || (rs.EndDateTime != nil && (rs.EndDateTime.Before(rs.StartDateTime) || rs.EndDateTime.After(now))) {
+			t.Errorf("%s: session %v..%v", o.Name, rs.StartDateTime, rs.EndDateTime)
+		}
+		if (rs.BackupStatus == "Running") != (rs.EndDateTime == nil) {
+			t.Errorf("%s: %s with end %v", o.Name, rs.BackupStatus, rs.EndDateTime)
+		}
+		if p.Status != "Ready" && p.LastSession != nil && p.LastSession.EndTime != nil && rs.EndDateTime.After(*p.LastSession.EndTime) {
+			t.Errorf("%s: restore session ends after its plan's session", o.Name)
+		}
+	}
+	if minAge > time.Hour || maxAge < 24*time.Hour {
+		t.Errorf("restore point ages %v..%v, want minutes to days", minAge, maxAge)
+	}
+}
