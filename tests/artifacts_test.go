@@ -231,7 +231,7 @@ func TestExampleChecks(t *testing.T) {
 		dir  string
 		cmd  []string
 	}{
-		{"promtool check config", "", []string{promtool, "check", "config", "--syntax-only", examplePromCfg}},
+		{"promtool check config", "", []string{promtool, "check", "config", examplePromCfg}}, // with its rule files
 		{"promtool check rules", "", []string{promtool, "check", "rules", exampleRules}},
 		{"promtool test rules", rulesDir, []string{promtool, "test", "rules", filepath.Base(ruleTests)}},
 		{"amtool check-config", "", []string{amtool, "check-config", exampleAMCfg}},

@@ -30,7 +30,8 @@ type decision struct {
 	Action    string    `json:"action,omitempty"`
 	Target    string    `json:"target,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
-	// Outcome is blocked, dry_run or decided.
+	// Outcome is blocked, dry_run or decided (not_recorded in a webhook
+	// answer when the decision could not be made durable: nothing called).
 	Outcome string `json:"outcome"`
 }
 
@@ -39,6 +40,8 @@ const (
 	verdictBlocked = "blocked"
 	verdictDryRun  = "dry_run"
 	verdictDecided = "decided"
+	// verdictNotRecorded only appears in a 500 answer.
+	verdictNotRecorded = "not_recorded"
 )
 
 // outcomeLine is the audit line written when an action ends.

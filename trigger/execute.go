@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -69,12 +70,30 @@ func (t *Trigger) send(rec *actionRecord) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	if err != nil && (errors.Is(err, errNotSent) || errors.Is(err, veeam.ErrClosed)) {
+		t.finishLocked(rec, outcomeAbandoned, "not sent: "+err.Error(), true)
+		return false
+	}
 	rec.SentAt = now
 	t.m.actions.WithLabelValues(rec.Rule, rec.Action).Inc()
 	t.st.lastAction[rec.Rule] = now
 	t.m.lastAction.WithLabelValues(rec.Rule).Set(float64(now.UnixNano()) / 1e9)
-	if err != nil {
-		t.finishLocked(rec, outcomeFailed, "call failed: "+err.Error(), true)
+	switch {
+	case err == nil:
+	case veeam.StatusCode(err) != 0:
+		// Veeam answered with an error: the call was refused.
+		t.finishLocked(rec, outcomeFailed, "call refused: "+err.Error(), true)
+		return false
+	case actionKind(rec.Action) == kindVSPC:
+		// No usable answer (connection lost, timeout, unreadable body): the
+		// call may or may not have reached VSPC. It is not repeated; the
+		// plan's status shows whether it started (if not, the action ends
+		// as timeout).
+		t.logger.Error("no usable answer to the failover call; following the plan's status to learn whether VSPC received it",
+			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "err", err)
+	default:
+		t.finishLocked(rec, outcomeAbandoned, "no usable answer to the call, which may have reached "+rec.Target+
+			" (it is not repeated; check the target): "+err.Error(), true)
 		return false
 	}
 	rec.AsyncID, rec.TaskID, rec.Sessions = h.asyncID, h.taskID, h.sessions
@@ -120,7 +139,7 @@ func (t *Trigger) call(ctx context.Context, actors Actors, rec *actionRecord) (h
 	case kindVSPC:
 		act := actors.VSPC[rec.Target]
 		if act == nil {
-			return h, fmt.Errorf("no VSPC target %q", rec.Target)
+			return h, fmt.Errorf("%w: no VSPC target %q", errNotSent, rec.Target)
 		}
 		var err error
 		var aa *veeam.AsyncAction
@@ -138,7 +157,7 @@ func (t *Trigger) call(ctx context.Context, actors Actors, rec *actionRecord) (h
 	case kindEM:
 		act := actors.EM[rec.Target]
 		if act == nil {
-			return h, fmt.Errorf("no EM target %q", rec.Target)
+			return h, fmt.Errorf("%w: no EM target %q", errNotSent, rec.Target)
 		}
 		var err error
 		var id string
@@ -160,7 +179,7 @@ func (t *Trigger) call(ctx context.Context, actors Actors, rec *actionRecord) (h
 	case kindVBR:
 		act := actors.VBR[rec.Target]
 		if act == nil {
-			return h, fmt.Errorf("no VBR target %q", rec.Target)
+			return h, fmt.Errorf("%w: no VBR target %q", errNotSent, rec.Target)
 		}
 		sessions, err := act.StartFailover(ctx, rec.Action, rec.PointIDs, rec.Reason)
 		if err != nil {
@@ -170,10 +189,13 @@ func (t *Trigger) call(ctx context.Context, actors Actors, rec *actionRecord) (h
 			h.sessions = append(h.sessions, sessionHandle{ID: s.ID})
 		}
 	default:
-		return h, fmt.Errorf("unknown action %q", rec.Action)
+		return h, fmt.Errorf("%w: unknown action %q", errNotSent, rec.Action)
 	}
 	return h, nil
 }
+
+// errNotSent marks call errors raised before anything was sent.
+var errNotSent = errors.New("not sent")
 
 // track follows an action to its end or its deadline (sent time + the
 // action_timeout). Close stops it without an outcome: the action stays

@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"encoding/json"
-	"fmt"
 	"maps"
 	"testing"
 	"time"
@@ -86,5 +85,3 @@ func mustJSON(t testing.TB, v any) string {
 	}
 	return string(b)
 }
-
-var _ = fmt.Sprintf

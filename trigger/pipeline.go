@@ -279,6 +279,7 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	release()
+	now = t.now()
 	if reason != "" {
 		d.Guard, d.Reason = guardTargetState, reason
 		t.recordLocked(d, true)
@@ -312,6 +313,7 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	}
 	ttl := max(r.cooldown, minDedupTTL)
 	if dry, why := t.dryRunLocked(); dry {
+		t.pruneDryLocked(now)
 		for _, k := range keys {
 			t.dryDedup[k] = now.Add(ttl)
 		}
@@ -338,6 +340,7 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	// The audit line is on disk before the state, and both before the call.
 	if err := t.audit.write(d, true); err != nil {
 		t.logger.Error("decision not recorded in the audit log; nothing is called", "rule", r.name, "object", g.object, "request_id", d.RequestID, "err", err)
+		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
 	prevCooldown, hadCooldown := t.st.cooldowns[ck]
@@ -363,12 +366,27 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 			Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
 			RequestID: rec.RequestID, Outcome: outcomeAbandoned, Message: "not sent: the state file could not be written",
 		}, true)
+		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
 	t.limiter.AllowN(now, 1)
 	t.recordLocked(d, false)
 	t.startLocked(rec, false)
 	return d, nil
+}
+
+// pruneDryLocked forgets dry-run decisions that no longer matter.
+func (t *Trigger) pruneDryLocked(now time.Time) {
+	for k, exp := range t.dryDedup {
+		if !exp.After(now) {
+			delete(t.dryDedup, k)
+		}
+	}
+	for k, at := range t.dryCooldowns {
+		if r := t.ruleLocked(k.rule); r == nil || !at.Add(r.cooldown).After(now) {
+			delete(t.dryCooldowns, k)
+		}
+	}
 }
 
 // dedupLocked says why the keys count as handled, or "".

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -310,8 +308,6 @@ func alertFor(ruleName string, startsAt time.Time, kv ...string) amAlert {
 	return firingAlert(startsAt, append([]string{"alertname", "SiteDown", "rule", ruleName}, kv...)...)
 }
 
-var storeMu sync.Mutex
-
 func lower(s string) string { return strings.ToLower(s) }
 
-var _ = slices.Contains[[]string]
+func modelDuration(d time.Duration) model.Duration { return model.Duration(d) }

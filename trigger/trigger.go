@@ -1,24 +1,3 @@
-// Package trigger receives Alertmanager webhooks and turns firing alerts
-// into guarded, rate-limited failover calls on Veeam (VSPC, Enterprise
-// Manager, VBR), tracks each call to its end, and exports decisions and
-// outcomes as metrics, as /trigger JSON and as an audit log.
-//
-// Safety model, in short (the README has the operator's version):
-//
-//   - Dry-run is the default; a kill switch file stops every call while it
-//     exists; an unreadable state file disarms the trigger until an operator
-//     repairs or removes it and reloads.
-//   - Each firing alert passes the guards of DESIGN.md in order; the first
-//     guard that says no ends it. One rule acts at most once per object per
-//     notification, however many alerts match.
-//   - A decision is durable (audit line and state file, both fsync'd) before
-//     any call. After a restart a decided but unsent action is never sent,
-//     and one whose sending was interrupted is never repeated; only actions
-//     whose call was answered are tracked again.
-//   - Every call carries a deterministic request id (UUIDv5 of rule, object,
-//     group key and startsAt), sent to VSPC as X-Request-id, so a second
-//     exporter replica acting on the same notification does not start the
-//     plan twice.
 package trigger
 
 import (
@@ -68,9 +47,10 @@ const (
 	defaultCheckTimeout  = 15 * time.Second
 	defaultCallTimeout   = 2 * time.Minute
 	defaultActionTimeout = 30 * time.Minute
-	// minDedupTTL is how long a handled alert group is remembered at least;
-	// longer when the rule's cooldown is longer.
-	minDedupTTL = 7 * 24 * time.Hour
+	// minDedupTTL is how long a handled alert group is remembered at least
+	// (longer when the rule's cooldown is longer): an alert instance acts
+	// once, however long it fires.
+	minDedupTTL = 90 * 24 * time.Hour
 	// keepCooldownMin is how long cooldown entries are kept at least, so a
 	// rule removed and added back by a reload keeps its cooldown.
 	keepCooldownMin = 30 * 24 * time.Hour
@@ -299,7 +279,14 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, actors Actors) error {
 	oldPath := t.cfg.StateFile
 	if t.disarmed == "" && cfg.StateFile != oldPath && cfg.StateFile != "" {
 		// Move the state to the new file now; if it cannot be written the
-		// reload fails and the old file stays in use.
+		// reload fails and the old file stays in use. An existing file is
+		// not overwritten: it may hold another process's actions.
+		if _, err := os.Stat(cfg.StateFile); !errors.Is(err, fs.ErrNotExist) {
+			if audit != t.audit {
+				_ = audit.close()
+			}
+			return fmt.Errorf("state_file changed to %s, which exists (or cannot be checked): restart the exporter to use it, or remove it", cfg.StateFile)
+		}
 		data, err := t.st.marshal()
 		if err == nil {
 			err = writeFileAtomic(cfg.StateFile, data)

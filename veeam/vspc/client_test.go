@@ -91,6 +91,21 @@ func count(s *simulator.Simulator, method, path string) int {
 
 func logins(s *simulator.Simulator) int { return count(s, http.MethodPost, "/token") }
 
+// settle waits until the request log stops growing: a request whose
+// connection was reset is logged when its handler returns, which may be
+// after the client saw the reset.
+func settle(s *simulator.Simulator) {
+	n := -1
+	for range 100 {
+		m := len(s.Requests(simulator.APIVSPC))
+		if m == n {
+			return
+		}
+		n = m
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestListsMatchEstate(t *testing.T) {
 	s := startSim(t, simulator.Options{Seed: 7, VSPC: simulator.VSPCOptions{Plans: 1001, ObjectsPerPlan: 2, BackupServers: 3}})
 	c := newTestClient(t, clientOptions(s), nil)
@@ -579,6 +594,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 	if _, err := c.StartFailoverPlan(ctx, plan, StartOptions{}, rid); err != nil {
 		t.Fatal(err)
 	}
+	settle(s)
 	reqs := s.Requests(simulator.APIVSPC)
 	if len(reqs) != 2 || reqs[0].Header.Get("X-Request-id") != rid || reqs[1].Header.Get("X-Request-id") != rid {
 		t.Fatalf("requests %+v", reqs)
@@ -595,6 +611,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 	if !errors.As(err, &re) || re.Target != target {
 		t.Fatalf("err = %v", err)
 	}
+	settle(s)
 	if n := len(s.Requests(simulator.APIVSPC)); n != 2 {
 		t.Errorf("%d requests, want 2", n)
 	}

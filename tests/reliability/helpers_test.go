@@ -1,0 +1,713 @@
+package reliability
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/trigger"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
+)
+
+// repoRoot is the module root, two levels up from this package.
+const repoRoot = "../.."
+
+var (
+	flagRuns = flag.Int("reliability.runs", 0, "kill/restart rounds of TestRestarts (0: 8, or 2 with -short)")
+	flagSeed = flag.Int64("reliability.seed", 0, "seed of the kill points of TestRestarts (0: from the clock)")
+)
+
+// binary is the exporter built once for the tests that run it.
+var binary struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binary.dir != "" {
+		_ = os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
+}
+
+// exporterBinary builds the exporter from the repository root (once per
+// test binary) and returns its path.
+func exporterBinary(t testing.TB) string {
+	t.Helper()
+	binary.once.Do(func() {
+		binary.dir, binary.err = os.MkdirTemp("", "reliability-bin-")
+		if binary.err != nil {
+			return
+		}
+		binary.path = filepath.Join(binary.dir, "veeam_failover_exporter")
+		cmd := exec.Command("go", "build", "-o", binary.path, ".")
+		cmd.Dir = repoRoot
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+var apis = []simulator.API{simulator.APIVSPC, simulator.APIEM, simulator.APIVBR}
+
+// loginPath is where each API issues its tokens or logon sessions.
+var loginPath = map[simulator.API]string{
+	simulator.APIVSPC: "/api/v3/token",
+	simulator.APIEM:   "/api/sessionMngr/",
+	simulator.APIVBR:  "/api/oauth2/token",
+}
+
+// dataPrefix is the path prefix of the reads the collectors make.
+var dataPrefix = map[simulator.API]string{
+	simulator.APIVSPC: "/api/v3/infrastructure",
+	simulator.APIEM:   "/api/query",
+	simulator.APIVBR:  "/api/v1/replica",
+}
+
+// smallEstate is a TLS simulator whose collections all fit on one page.
+func smallEstate(seed int64) simulator.Options {
+	return simulator.Options{
+		Seed: seed,
+		TLS:  true,
+		VSPC: simulator.VSPCOptions{Plans: 4, ObjectsPerPlan: 2, BackupServers: 2},
+		EM:   simulator.EMOptions{Plans: 3, VMsPerPlan: 2, CloudSessions: 6, CdpReplicas: 1, VMsPerCdpReplica: 2},
+		VBR:  simulator.VBROptions{Replicas: 4, PointsPerReplica: 2},
+	}
+}
+
+func startSim(t testing.TB, o simulator.Options) *simulator.Simulator {
+	t.Helper()
+	sim, err := simulator.Start(o)
+	if err != nil {
+		t.Fatalf("start simulator: %v", err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	return sim
+}
+
+func simURL(sim *simulator.Simulator, api simulator.API) string {
+	switch api {
+	case simulator.APIVSPC:
+		return sim.VSPCURL()
+	case simulator.APIEM:
+		return sim.EMURL()
+	}
+	return sim.VBRURL()
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func debugLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// targetClient is one target's client, as main builds it.
+type targetClient struct {
+	name, typ string
+	vspc      *vspc.Client
+	em        *em.Client
+	vbr       *vbr.Client
+}
+
+// newClient builds the client of one target that trusts ca (nil: the
+// system roots only).
+func newClient(t testing.TB, typ, name, rawURL string, ca []byte, password string, logger *slog.Logger) *targetClient {
+	t.Helper()
+	o := veeam.ClientOptions{
+		Name:             name,
+		URL:              rawURL,
+		Username:         simulator.DefaultUsername,
+		Password:         promconfig.Secret(password),
+		HTTPClientConfig: promconfig.HTTPClientConfig{TLSConfig: promconfig.TLSConfig{CA: string(ca)}},
+		Timeout:          10 * time.Second,
+		PageConcurrency:  4,
+		Logger:           logger,
+	}
+	c := &targetClient{name: name, typ: typ}
+	var err error
+	switch typ {
+	case veeam.TypeVSPC:
+		c.vspc, err = vspc.New(o)
+	case veeam.TypeEM:
+		c.em, err = em.New(o)
+	case veeam.TypeVBR:
+		c.vbr, err = vbr.New(o)
+	default:
+		err = fmt.Errorf("unknown type %q", typ)
+	}
+	if err != nil {
+		t.Fatalf("client %s: %v", name, err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *targetClient) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	switch {
+	case c.vspc != nil:
+		_ = c.vspc.Close(ctx)
+	case c.em != nil:
+		_ = c.em.Close(ctx)
+	case c.vbr != nil:
+		_ = c.vbr.Close(ctx)
+	}
+}
+
+func (c *targetClient) collectorTarget() collector.Target {
+	ct := collector.Target{Name: c.name, Type: c.typ}
+	switch {
+	case c.vspc != nil:
+		ct.VSPC = c.vspc
+	case c.em != nil:
+		ct.EM = c.em
+	case c.vbr != nil:
+		ct.VBR = c.vbr
+	}
+	return ct
+}
+
+// The actor adapters are the ones main uses (actors.go), repeated here
+// because main's are not importable.
+type vspcActor struct{ *vspc.Client }
+
+func (a vspcActor) StartPlan(ctx context.Context, planID string, test bool, requestID string) (*veeam.AsyncAction, error) {
+	return a.StartFailoverPlan(ctx, planID, vspc.StartOptions{Test: test}, requestID)
+}
+
+type emActor struct{ *em.Client }
+
+func (a emActor) FailoverCdpVM(ctx context.Context, cdpReplicaID, vmID string) (veeam.Task, error) {
+	return a.CdpFailover(ctx, cdpReplicaID, vmID, em.CdpFailoverSpec{RestoreCurrent: true})
+}
+
+type vbrActor struct{ *vbr.Client }
+
+func (a vbrActor) StartFailover(ctx context.Context, action string, pointIDs []string, reason string) ([]veeam.Session, error) {
+	kinds := map[string]vbr.FailoverKind{
+		config.ActionVBRFailover:          vbr.FailoverNow,
+		config.ActionVBRPlannedFailover:   vbr.PlannedFailover,
+		config.ActionVBRPermanentFailover: vbr.PermanentFailover,
+		config.ActionVBRUndoFailover:      vbr.UndoFailover,
+	}
+	kind, ok := kinds[action]
+	if !ok {
+		return nil, fmt.Errorf("unknown VBR action %q", action)
+	}
+	return a.Failover(ctx, kind, pointIDs, reason)
+}
+
+func actorsFor(cs ...*targetClient) trigger.Actors {
+	a := trigger.Actors{VSPC: map[string]trigger.VSPCActor{}, EM: map[string]trigger.EMActor{}, VBR: map[string]trigger.VBRActor{}}
+	for _, c := range cs {
+		switch {
+		case c.vspc != nil:
+			a.VSPC[c.name] = vspcActor{c.vspc}
+		case c.em != nil:
+			a.EM[c.name] = emActor{c.em}
+		case c.vbr != nil:
+			a.VBR[c.name] = vbrActor{c.vbr}
+		}
+	}
+	return a
+}
+
+// scrapeResult is what one in-process scrape gave.
+type scrapeResult struct {
+	elapsed  time.Duration
+	families map[string]*dto.MetricFamily
+	err      error
+}
+
+// scrape gathers the exporter's collector for one scrape bounded by timeout,
+// the way main's /metrics handler does.
+func scrape(e *collector.Exporter, timeout time.Duration) scrapeResult {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	start := time.Now()
+	if err := reg.Register(e.Collector(ctx)); err != nil {
+		return scrapeResult{err: err}
+	}
+	mfs, err := reg.Gather()
+	res := scrapeResult{elapsed: time.Since(start), err: err, families: map[string]*dto.MetricFamily{}}
+	for _, mf := range mfs {
+		res.families[mf.GetName()] = mf
+	}
+	return res
+}
+
+// values returns the samples of a family keyed by the value of label.
+func values(families map[string]*dto.MetricFamily, name, label string) map[string]float64 {
+	out := map[string]float64{}
+	mf := families[name]
+	if mf == nil {
+		return out
+	}
+	for _, m := range mf.GetMetric() {
+		var key string
+		for _, lp := range m.GetLabel() {
+			if lp.GetName() == label {
+				key = lp.GetValue()
+			}
+		}
+		switch {
+		case m.GetGauge() != nil:
+			out[key] = m.GetGauge().GetValue()
+		case m.GetCounter() != nil:
+			out[key] += m.GetCounter().GetValue()
+		case m.GetUntyped() != nil:
+			out[key] = m.GetUntyped().GetValue()
+		}
+	}
+	return out
+}
+
+// parseMetrics parses the text exposition format.
+func parseMetrics(t testing.TB, body []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse metrics: %v\n%s", err, body)
+	}
+	return mfs
+}
+
+// ---- Alertmanager payloads ----
+
+type amAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     string            `json:"startsAt"`
+	EndsAt       string            `json:"endsAt"`
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
+}
+
+func firing(startsAt time.Time, kv ...string) amAlert {
+	ls := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		ls[kv[i]] = kv[i+1]
+	}
+	return amAlert{
+		Status:       "firing",
+		Labels:       ls,
+		Annotations:  map[string]string{"summary": "site down"},
+		StartsAt:     startsAt.UTC().Format(time.RFC3339Nano),
+		EndsAt:       "0001-01-01T00:00:00Z",
+		GeneratorURL: "http://prometheus.example/graph",
+		Fingerprint:  fmt.Sprintf("%016x", model.LabelsToSignature(ls)),
+	}
+}
+
+// notification is a version 4 payload like Alertmanager's; edit changes the
+// generic form before it is encoded.
+func notification(t testing.TB, groupKey string, edit func(map[string]any), alerts ...amAlert) []byte {
+	t.Helper()
+	common := map[string]string{}
+	if len(alerts) > 0 {
+		common = maps.Clone(alerts[0].Labels)
+	}
+	p := map[string]any{
+		"receiver":          "veeam-failover",
+		"status":            "firing",
+		"alerts":            alerts,
+		"groupLabels":       map[string]string{"alertname": common["alertname"]},
+		"commonLabels":      common,
+		"commonAnnotations": map[string]string{},
+		"externalURL":       "http://alertmanager.example",
+		"version":           "4",
+		"groupKey":          groupKey,
+		"truncatedAlerts":   0,
+	}
+	if edit != nil {
+		edit(p)
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ---- HTTP ----
+
+// httpDo sends one request and returns the status and body.
+func httpDo(client *http.Client, method, u string, header http.Header, body []byte) (int, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func jsonHeader(token string) http.Header {
+	h := http.Header{"Content-Type": {"application/json"}}
+	if token != "" {
+		h.Set("Authorization", "Bearer "+token)
+	}
+	return h
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// ---- the binary ----
+
+// proc is a run of the exporter binary with its stdout and stderr in files.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr string
+	done           chan struct{}
+	err            error
+}
+
+// startExporter runs the binary with args and stops it when the test ends.
+func startExporter(t testing.TB, args ...string) *proc {
+	t.Helper()
+	bin := exporterBinary(t)
+	dir := t.TempDir()
+	p := &proc{stdout: filepath.Join(dir, "stdout.log"), stderr: filepath.Join(dir, "stderr.log"), done: make(chan struct{})}
+	outF, err := os.Create(p.stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errF, err := os.Create(p.stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = outF, errF
+	p.cmd.Dir = dir
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start exporter: %v", err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		outF.Close()
+		errF.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("exporter stderr (last 8 KiB):\n%s", tail(p.logs(), 8<<10))
+		}
+	})
+	return p
+}
+
+// stop ends the process with SIGTERM (SIGKILL after 10 s) and waits for it.
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// kill ends the process with SIGKILL and waits for it.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// wait waits for the process to exit by itself and returns its exit code.
+func (p *proc) wait(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("exporter still running after %s", timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// logs is stdout and stderr.
+func (p *proc) logs() string {
+	a, _ := os.ReadFile(p.stdout)
+	b, _ := os.ReadFile(p.stderr)
+	return string(a) + string(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "...\n" + s[len(s)-n:]
+	}
+	return s
+}
+
+// waitReady polls /-/ready until it answers 200.
+func waitReady(t testing.TB, p *proc, client *http.Client, base string, header http.Header) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, err := httpDo(client, http.MethodGet, base+"/-/ready", header, nil)
+		if err == nil && code == http.StatusOK {
+			return
+		}
+		if p.exited() {
+			t.Fatalf("exporter exited before it was ready (%v):\n%s", p.err, tail(p.logs(), 8<<10))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exporter not ready after 20s (last: %d %v)", code, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// eventually calls check until it returns "" or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, check func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		msg := check()
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, msg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFileOrEmpty(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ---- a TCP gate in front of a simulator API ----
+
+// gate forwards TCP connections from a fixed loopback port to a backend. It
+// can be closed (the server is gone: listener and connections closed) and
+// opened again on the same port, which a simulator cannot.
+type gate struct {
+	addr, backend string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+// newGate makes a gate for backend (host:port); open says whether it
+// listens from the start.
+func newGate(t testing.TB, backend string, open bool) *gate {
+	t.Helper()
+	g := &gate{addr: freeAddr(t), backend: backend, conns: map[net.Conn]bool{}}
+	if open {
+		if err := g.open(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *gate) url() string { return "https://" + g.addr }
+
+func (g *gate) open() error {
+	var ln net.Listener
+	var err error
+	for range 50 {
+		if ln, err = net.Listen("tcp", g.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("gate: listen again on %s: %w", g.addr, err)
+	}
+	g.mu.Lock()
+	g.ln = ln
+	g.mu.Unlock()
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				g.pipe(c)
+			}()
+		}
+	}()
+	return nil
+}
+
+func (g *gate) track(c net.Conn) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln == nil {
+		return false
+	}
+	g.conns[c] = true
+	return true
+}
+
+func (g *gate) pipe(c net.Conn) {
+	b, err := net.Dial("tcp", g.backend)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !g.track(c) || !g.track(b) {
+		c.Close()
+		b.Close()
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(b, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, b); done <- struct{}{} }()
+	<-done
+	c.Close()
+	b.Close()
+	<-done
+	g.mu.Lock()
+	delete(g.conns, c)
+	delete(g.conns, b)
+	g.mu.Unlock()
+}
+
+// close stops listening and cuts every connection.
+func (g *gate) close() {
+	g.mu.Lock()
+	if g.ln != nil {
+		_ = g.ln.Close()
+		g.ln = nil
+	}
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.mu.Unlock()
+	g.wg.Wait()
+}
+
+// hostPort is the host:port of a URL.
+func hostPort(t testing.TB, raw string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Host
+}
+
+// contains reports which of needles occur in haystack.
+func contains(haystack string, needles []string) []string {
+	var found []string
+	for _, n := range needles {
+		if n != "" && strings.Contains(haystack, n) {
+			found = append(found, n)
+		}
+	}
+	return found
+}
