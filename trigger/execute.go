@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -204,6 +205,7 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	first := true
+	failing := 0
 	for {
 		select {
 		case <-t.ctx.Done():
@@ -214,10 +216,6 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 		timeout := time.Duration(t.cfg.ActionTimeout)
 		actors := t.actors
 		t.mu.Unlock()
-		if deadline := rec.SentAt.Add(timeout); !t.now().Before(deadline) {
-			t.finish(rec, outcomeTimeout, fmt.Sprintf("not finished %s after the call (action_timeout); it may still be running on %s", timeout, rec.Target))
-			return
-		}
 		ctx, cancel := context.WithTimeout(t.ctx, t.checkTimeout)
 		outcome, msg, err := t.pollOnce(ctx, actors, rec)
 		cancel()
@@ -231,9 +229,21 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 			t.finish(rec, outcomeAbandoned, "EM task "+rec.TaskID+" cannot be read after a restart (tasks belong to the logon session that started them): "+err.Error())
 			return
 		case err != nil:
-			t.logger.Debug("tracking read failed; retrying", "rule", rec.Rule, "request_id", rec.RequestID, "err", err)
+			failing++
+			level := slog.LevelDebug
+			if failing == 1 {
+				level = slog.LevelWarn
+			}
+			t.logger.Log(t.ctx, level, "reading the state of a failover action failed; retrying",
+				"rule", rec.Rule, "request_id", rec.RequestID, "failures", failing, "err", err)
 		case outcome != "":
 			t.finish(rec, outcome, msg)
+			return
+		default:
+			failing = 0
+		}
+		if deadline := rec.SentAt.Add(timeout); !t.now().Before(deadline) {
+			t.finish(rec, outcomeTimeout, fmt.Sprintf("not finished %s after the call (action_timeout); it may still be running on %s", timeout, rec.Target))
 			return
 		}
 		first = false

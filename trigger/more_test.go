@@ -285,3 +285,28 @@ func TestCallErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestFinalCheckBeforeCall: a kill switch that appears between the
+// decision and the call stops the call (outcome abandoned).
+func TestFinalCheckBeforeCall(t *testing.T) {
+	env := startSim(t, simulator.Options{Seed: 26})
+	p := env.readyPlans(t, 1)[0]
+	cfg := baseConfig(t.TempDir(), newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID)))
+	h := newHarness(t, cfg, env.actors, Options{})
+	if err := os.WriteFile(cfg.KillSwitchFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rec := &actionRecord{RequestID: "33333333-3333-5333-8333-333333333333", Rule: "r", Action: config.ActionVSPCPlanStart,
+		Target: "vspc", Object: p.InstanceUID, Status: statusDecided, DecidedAt: time.Now(), PlanID: lower(p.InstanceUID)}
+	h.tr.mu.Lock()
+	h.tr.st.actions = append(h.tr.st.actions, rec)
+	h.tr.startLocked(rec, false)
+	h.tr.mu.Unlock()
+	outs := h.wait(t, 5*time.Second)
+	if len(outs) != 1 || outs[0].Outcome != outcomeAbandoned || !strings.Contains(outs[0].Message, "kill switch") {
+		t.Fatalf("outcomes %+v", outs)
+	}
+	if got := env.vspcCalls(p.InstanceUID, "start"); got != 0 {
+		t.Fatalf("%d start calls", got)
+	}
+}

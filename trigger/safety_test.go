@@ -75,7 +75,7 @@ func TestTwoReplicas(t *testing.T) {
 	// and both send.
 	env.sim.SetFault(simulator.APIVSPC, simulator.Fault{
 		PathPrefix: "/api/v3/infrastructure/backupServers/failoverplans/" + lower(p.InstanceUID) + "/start",
-		Latency:    300 * time.Millisecond})
+		Latency:    600 * time.Millisecond})
 	defer env.sim.ClearFaults()
 	body := notification(t, "ha", alertFor("r", time.Now().Add(-time.Hour)))
 	var wg sync.WaitGroup

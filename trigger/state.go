@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -311,15 +312,26 @@ func writeFileAtomic(path string, data []byte) error {
 
 // keepCorruptCopy copies an unreadable state file aside, so that whatever is
 // in it (actions in flight) stays available to the operator. It returns the
-// copy's path.
-func keepCorruptCopy(path string, now time.Time) (string, error) {
+// copy's path. last is the copy made before (path and content hash); the
+// same content is not copied twice.
+func keepCorruptCopy(path string, now time.Time, last *corruptCopy) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
+	}
+	sum := sha256.Sum256(data)
+	if last.path != "" && last.sum == sum {
+		return last.path, nil
 	}
 	dst := path + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
 	if err := writeFileAtomic(dst, data); err != nil {
 		return "", err
 	}
+	*last = corruptCopy{path: dst, sum: sum}
 	return dst, nil
+}
+
+type corruptCopy struct {
+	path string
+	sum  [32]byte
 }

@@ -140,6 +140,9 @@ func TestCorruptStateDisarms(t *testing.T) {
 	if tr.Armed() {
 		t.Fatal("armed after reload with a corrupt file")
 	}
+	if copies, _ := filepath.Glob(cfg.StateFile + ".corrupt-*"); len(copies) != 1 {
+		t.Fatalf("the same content copied again: %v", copies)
+	}
 	// The operator removes it and reloads: armed.
 	if err := os.Remove(cfg.StateFile); err != nil {
 		t.Fatal(err)

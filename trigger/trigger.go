@@ -83,6 +83,7 @@ type Trigger struct {
 	// disarmed says why the state file could not be used; while set the
 	// trigger acts as in dry-run mode and never writes the state file.
 	disarmed string
+	corrupt  corruptCopy
 	// dry-run decisions have their own dedup and cooldown memory (not
 	// persisted) so dry-run shows what armed mode would do without
 	// affecting it once armed.
@@ -204,7 +205,7 @@ func (t *Trigger) disarmLocked(err error) {
 	reason := err.Error()
 	path := t.cfg.StateFile
 	if _, statErr := os.Stat(path); statErr == nil {
-		if cp, cpErr := keepCorruptCopy(path, t.now()); cpErr != nil {
+		if cp, cpErr := keepCorruptCopy(path, t.now(), &t.corrupt); cpErr != nil {
 			reason += fmt.Sprintf("; could not keep a copy: %v", cpErr)
 		} else {
 			reason += "; a copy is kept at " + cp

@@ -9,11 +9,12 @@ import (
 // uses everywhere: lower case, without EM's `urn:veeam:<Type>:` prefix.
 // VSPC emits some UIDs upper-case; EM wraps them in URNs.
 func NormalizeID(s string) string {
+	const prefix = "urn:veeam:"
 	s = strings.TrimSpace(s)
-	if len(s) > len("urn:veeam:") && strings.EqualFold(s[:len("urn:veeam:")], "urn:veeam:") {
-		rest := s[len("urn:veeam:"):]
-		if i := strings.IndexByte(rest, ':'); i >= 0 {
-			s = rest[i+1:]
+	for len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		s = s[len(prefix):] // <Type>:<id>, or a malformed rest
+		if i := strings.IndexByte(s, ':'); i >= 0 {
+			s = s[i+1:]
 		}
 	}
 	return strings.ToLower(s)

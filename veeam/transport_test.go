@@ -262,7 +262,8 @@ func TestNormalizeID(t *testing.T) {
 		"DF997BD3-4AE9-4841-8152-8FF5CC703EAB":                        "df997bd3-4ae9-4841-8152-8ff5cc703eab",
 		" x ":                                                         "x",
 		"urn:VMware:Vm:abc.vm-1":                                      "urn:vmware:vm:abc.vm-1",
-		"urn:veeam:":                                                  "urn:veeam:",
+		"urn:veeam:":                                                  "",
+		"urn:veeam:X:URN:VEEAM:Y:Z":                                   "z",
 		"":                                                            "",
 	} {
 		if got := NormalizeID(in); got != want {

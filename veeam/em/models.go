@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -356,25 +357,51 @@ type errorBody struct {
 // isXML sniffs a body: EM answers XML unless asked for JSON, and some
 // errors come back as JSON whatever was asked.
 func isXML(body []byte) bool {
-	b := bytes.TrimLeft(body, " \t\r\n\ufeff")
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
+	b := bytes.TrimPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("\xef\xbb\xbf"))
 	return len(b) > 0 && b[0] == '<'
 }
 
-// decode decodes an XML or JSON body into v, by sniffing.
-func decode(body []byte, v any) error {
+// decode decodes an XML or JSON body into v, by sniffing. An XML document
+// must have one of the given root elements, so that an HTML error page from
+// a proxy is not read as an empty list.
+func decode(body []byte, v any, roots ...string) error {
 	if isXML(body) {
-		return decodeXML(body, v)
+		return decodeXML(body, v, roots...)
 	}
 	return json.Unmarshal(body, v)
 }
 
-// decodeXML decodes an XML document (no DTDs or entities are expanded by
-// encoding/xml; trailing garbage after the root is rejected).
-func decodeXML(body []byte, v any) error {
+// decodeXML decodes an XML document whose root is one of roots (no DTDs or
+// entities are expanded by encoding/xml; content after the root is
+// rejected).
+func decodeXML(body []byte, v any, roots ...string) error {
+	body = bytes.TrimPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("\xef\xbb\xbf"))
 	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = true
-	if err := d.Decode(v); err != nil {
+	var start *xml.StartElement
+	for start == nil {
+		tok, err := d.Token()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			start = &t
+		case xml.CharData:
+			if len(bytes.TrimSpace(t)) > 0 {
+				return errors.New("text before the document element")
+			}
+		case xml.EndElement:
+			return errors.New("unexpected end element")
+		}
+	}
+	if len(roots) > 0 && !slices.Contains(roots, start.Name.Local) {
+		return fmt.Errorf("document element <%.40s>, want <%s>", start.Name.Local, strings.Join(roots, "> or <"))
+	}
+	if err := d.DecodeElement(v, start); err != nil {
 		return err
 	}
 	for {
@@ -395,6 +422,33 @@ func decodeXML(body []byte, v any) error {
 			return errors.New("content after the document element")
 		}
 	}
+}
+
+// checkJSONQuery refuses a JSON object that is no QueryResult at all.
+func checkJSONQuery(body []byte) error {
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return err
+	}
+	for _, k := range []string{"PagingInfo", "Entities", "Refs", "Resources"} {
+		if _, ok := probe[k]; ok {
+			return nil
+		}
+	}
+	return errors.New("not a QueryResult")
+}
+
+func decodeQuery(body []byte) (*queryResult, error) {
+	var q queryResult
+	if !isXML(body) {
+		if err := checkJSONQuery(body); err != nil {
+			return nil, err
+		}
+	}
+	if err := decode(body, &q, "QueryResult"); err != nil {
+		return nil, err
+	}
+	return &q, nil
 }
 
 // Page is one decoded page of a query.
@@ -418,8 +472,8 @@ func DecodePlanQuery(body []byte) (Page[veeam.FailoverPlan], error) {
 }
 
 func decodePlanEntities(body []byte) ([]planEntity, int, error) {
-	var q queryResult
-	if err := decode(body, &q); err != nil {
+	q, err := decodeQuery(body)
+	if err != nil {
 		return nil, 0, err
 	}
 	var items []planEntity
@@ -431,8 +485,8 @@ func decodePlanEntities(body []byte) ([]planEntity, int, error) {
 
 // DecodeSessionQuery decodes a QueryResult of CloudFailoverSession entities.
 func DecodeSessionQuery(body []byte) (Page[veeam.CloudFailoverSession], error) {
-	var q queryResult
-	if err := decode(body, &q); err != nil {
+	q, err := decodeQuery(body)
+	if err != nil {
 		return Page[veeam.CloudFailoverSession]{}, err
 	}
 	var out []veeam.CloudFailoverSession
@@ -449,7 +503,7 @@ func DecodeSessionQuery(body []byte) (Page[veeam.CloudFailoverSession], error) {
 // DecodePlan decodes one FailoverPlan entity.
 func DecodePlan(body []byte) (veeam.FailoverPlan, error) {
 	var p planEntity
-	if err := decode(body, &p); err != nil {
+	if err := decode(body, &p, "FailoverPlan"); err != nil {
 		return veeam.FailoverPlan{}, err
 	}
 	if p.id() == "" {
@@ -461,7 +515,7 @@ func DecodePlan(body []byte) (veeam.FailoverPlan, error) {
 // DecodeTask decodes one Task.
 func DecodeTask(body []byte) (veeam.Task, error) {
 	var t task
-	if err := decode(body, &t); err != nil {
+	if err := decode(body, &t, "Task"); err != nil {
 		return veeam.Task{}, err
 	}
 	if t.TaskID == "" && t.Href == "" {
@@ -474,13 +528,11 @@ func DecodeTask(body []byte) (veeam.Task, error) {
 func DecodeTasks(body []byte) ([]veeam.Task, error) {
 	var l taskList
 	if isXML(body) {
-		if err := decodeXML(body, &l); err != nil {
+		if err := decodeXML(body, &l, "Tasks", "TaskList"); err != nil {
 			return nil, err
 		}
-	} else {
-		if err := json.Unmarshal(body, &l); err != nil {
-			return nil, err
-		}
+	} else if err := json.Unmarshal(body, &l); err != nil {
+		return nil, err
 	}
 	out := make([]veeam.Task, 0, len(l.Items))
 	for i := range l.Items {
@@ -493,7 +545,7 @@ func DecodeTasks(body []byte) ([]veeam.Task, error) {
 // StatusCode.
 func DecodeError(body []byte) (message string, status int, err error) {
 	var e errorBody
-	if err := decode(body, &e); err != nil {
+	if err := decode(body, &e, "Error"); err != nil {
 		return "", 0, err
 	}
 	return e.Message, int(e.StatusCode), nil
@@ -503,7 +555,7 @@ func DecodeError(body []byte) (message string, status int, err error) {
 // to the last segment of its Href.
 func decodeLogon(body []byte) (string, error) {
 	var l logonSession
-	if err := decode(body, &l); err != nil {
+	if err := decode(body, &l, "LogonSession"); err != nil {
 		return "", err
 	}
 	if l.SessionID != "" {

@@ -12,7 +12,7 @@ import (
 // collection is the {data, pagination} envelope of SessionsResult,
 // ReplicasResult and ReplicaPointsResult.
 type collection[T any] struct {
-	Data       []T         `json:"data"`
+	Data       *[]T        `json:"data"`
 	Pagination *pagination `json:"pagination"`
 }
 
@@ -112,9 +112,13 @@ func decodeCollection[W any, T any](body []byte, conv func(*W) T) ([]T, int, err
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, 0, err
 	}
-	items := make([]T, 0, len(c.Data))
-	for i := range c.Data {
-		items = append(items, conv(&c.Data[i]))
+	if c.Data == nil {
+		return nil, 0, errors.New("response has no data")
+	}
+	data := *c.Data
+	items := make([]T, 0, len(data))
+	for i := range data {
+		items = append(items, conv(&data[i]))
 	}
 	total := len(items)
 	if c.Pagination != nil {

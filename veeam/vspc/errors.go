@@ -103,6 +103,9 @@ func parseError(target, method, path string, r *veeam.Response) *Error {
 	if e.Message == "" {
 		if e.Type != "" || e.Code != 0 {
 			e.Message = http.StatusText(r.Status)
+			if e.Message == "" {
+				e.Message = "server error" // 520 has no standard text
+			}
 		} else {
 			e.Message = veeam.UnparsedBody(r)
 		}

@@ -2,6 +2,7 @@ package vspc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -134,13 +135,17 @@ type page[T any] struct {
 // decodeList decodes a collection response. A missing pagingInfo means the
 // page is the whole list.
 func decodeList[W any, T any](body []byte, conv func(*W) T) (page[T], error) {
-	var env envelope[[]W]
+	var env envelope[*[]W]
 	if err := json.Unmarshal(body, &env); err != nil {
 		return page[T]{}, err
 	}
-	items := make([]T, 0, len(env.Data))
-	for i := range env.Data {
-		items = append(items, conv(&env.Data[i]))
+	if env.Data == nil {
+		return page[T]{}, errors.New("response has no data")
+	}
+	data := *env.Data
+	items := make([]T, 0, len(data))
+	for i := range data {
+		items = append(items, conv(&data[i]))
 	}
 	total := len(items)
 	if env.Meta != nil && env.Meta.PagingInfo != nil {
@@ -172,7 +177,7 @@ func decodeOne[W any](body []byte) (*W, error) {
 		return nil, err
 	}
 	if env.Data == nil {
-		return nil, fmt.Errorf("response has no data")
+		return nil, errors.New("response has no data")
 	}
 	return env.Data, nil
 }
