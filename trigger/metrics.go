@@ -43,6 +43,7 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
 	armed           prometheus.GaugeFunc
+	stateError      prometheus.GaugeFunc
 	inFlight        prometheus.GaugeFunc
 	tokens          prometheus.GaugeFunc
 }
@@ -90,6 +91,10 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_armed",
 			Help: "1 when the trigger would make failover calls: not in dry-run mode, no kill switch file, state file readable.",
 		}, func() float64 { return boolFloat(t.Armed()) }),
+		stateError: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_state_error",
+			Help: "1 while the trigger is disarmed because its state file could not be read or parsed (see /trigger).",
+		}, func() float64 { return boolFloat(t.stateError()) }),
 		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_actions_in_flight",
 			Help: "Decided actions not finished yet (decided, being sent, or sent and being tracked).",
@@ -108,7 +113,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
-		m.failures, m.outcomes, m.duration, m.lastAction, m.armed, m.inFlight, m.tokens,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.armed, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

@@ -118,6 +118,9 @@ func TestCorruptStateDisarms(t *testing.T) {
 	if got := testutil.ToFloat64(tr.m.armed); got != 0 {
 		t.Fatalf("veeam_trigger_armed %v", got)
 	}
+	if got := testutil.ToFloat64(tr.m.stateError); got != 1 {
+		t.Fatalf("veeam_trigger_state_error %v, want 1", got)
+	}
 	st := tr.status()
 	if st.Armed || !strings.Contains(st.DisarmedReason, "state file") || !strings.Contains(st.DisarmedReason, "copy is kept") {
 		t.Fatalf("status %+v", st)
@@ -152,6 +155,9 @@ func TestCorruptStateDisarms(t *testing.T) {
 	}
 	if !tr.Armed() || tr.status().DisarmedReason != "" {
 		t.Fatalf("not re-armed: %+v", tr.status())
+	}
+	if got := testutil.ToFloat64(tr.m.stateError); got != 0 {
+		t.Fatalf("veeam_trigger_state_error %v after the fix, want 0", got)
 	}
 }
 

@@ -368,6 +368,14 @@ func (t *Trigger) Armed() bool {
 	return t.armedLocked()
 }
 
+// stateError reports whether the trigger is disarmed because its state file
+// could not be used, which an alert should page for (dry-run is a choice).
+func (t *Trigger) stateError() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.disarmed != ""
+}
+
 func (t *Trigger) armedLocked() bool {
 	return !t.cfg.DryRun && t.disarmed == "" && !t.closed
 }

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -349,13 +348,5 @@ trigger:
 		if m := vbrJWTHeader.FindString(text); m != "" {
 			t.Errorf("%s contains a VBR access token %.40s…", name, m)
 		}
-	}
-	if os.Getenv("DUMP_ARTIFACTS") != "" {
-		for _, n := range names {
-			t.Logf("==== %s\n%s", n, tail(artifacts[n], 3000))
-		}
-	}
-	if t.Failed() {
-		_ = os.WriteFile(filepath.Join(dir, "artifacts.txt"), []byte(fmt.Sprint(artifacts)), 0o600)
 	}
 }
