@@ -33,6 +33,10 @@ const (
 	maxBackoff  = 2 * time.Second
 )
 
+// maxRetryAfter bounds how long a read waits for a server's retry-after
+// when the caller set no deadline; a longer wait returns the 429 instead.
+const maxRetryAfter = 2 * time.Minute
+
 // userAgent identifies the exporter in the Veeam servers' logs.
 const userAgent = "veeam_failover_exporter"
 
@@ -228,7 +232,7 @@ func (t *Transport) Do(ctx context.Context, req *Request) (*Response, error) {
 				return resp, nil
 			}
 			wait = max(backoff(i), after)
-			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			if dl, ok := ctx.Deadline(); (ok && time.Until(dl) < wait) || wait > maxRetryAfter {
 				// Waiting would outlive the caller: give them the answer now.
 				return resp, nil
 			}

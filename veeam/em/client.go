@@ -194,15 +194,17 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 	return v, nil
 }
 
-// query reads every page of a query service type as entities.
-func query[T any](ctx context.Context, c *Client, typ string, dec func([]byte) (Page[T], error), id func(T) string) ([]T, error) {
+// query reads every page of a query service type as entities, sorted by
+// sortAsc so that pages are stable (sessions by CreationTime: new ones are
+// appended at the end, where they shift nothing).
+func query[T any](ctx context.Context, c *Client, typ, sortAsc string, dec func([]byte) (Page[T], error), id func(T) string) ([]T, error) {
 	return veeam.ReadPages(ctx, c.t.Concurrency(), func(ctx context.Context, n int) ([]T, veeam.PageInfo, error) {
 		q := url.Values{
 			"type":     {typ},
 			"format":   {"Entities"},
 			"pageSize": {fmt.Sprint(PageSize)},
 			"page":     {fmt.Sprint(n + 1)}, // EM numbers pages from 1
-			"sortAsc":  {"UID"},
+			"sortAsc":  {sortAsc},
 		}
 		p, err := get(ctx, c, "/api/query", q, dec)
 		if err != nil {

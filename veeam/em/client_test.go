@@ -184,6 +184,21 @@ func TestListsMatchEstate(t *testing.T) {
 					t.Errorf("%s %s without the session header", r.Method, r.Path)
 				}
 			}
+			if err := c.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(s, http.MethodDelete, "/api/logonSessions/", ""); n != 0 {
+				t.Errorf("DELETE without a session id: %d", n)
+			}
+			var deleted int
+			for _, r := range s.Requests(simulator.APIEM) {
+				if r.Method == http.MethodDelete && strings.HasPrefix(r.Path, "/api/logonSessions/") && r.Status == http.StatusNoContent {
+					deleted++
+				}
+			}
+			if deleted != 1 {
+				t.Errorf("%d logon sessions ended, want 1", deleted)
+			}
 		})
 	}
 }

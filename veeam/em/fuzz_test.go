@@ -168,10 +168,12 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 		clean := regexp.MustCompile(`[^A-Za-z0-9_]+`)
+		uuidRe := regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 		for name, b := range bodies {
 			if len(b) == 0 {
 				continue
 			}
+			name = uuidRe.ReplaceAllString(name, "id")
 			// Tokens and session ids are not in bodies; the logon body
 			// holds only the user name and a random session id.
 			file := filepath.Join(dir, "sim_"+strings.Trim(clean.ReplaceAllString(name, "_"), "_"))

@@ -18,7 +18,7 @@ func planKey(p veeam.FailoverPlan) string { return p.ID }
 // ListFailoverPlans reads all failover plans through the query service, one
 // request per page; ObjectsCount is the number of VMs the plan includes.
 func (c *Client) ListFailoverPlans(ctx context.Context) ([]veeam.FailoverPlan, error) {
-	return query(ctx, c, "FailoverPlan", DecodePlanQuery, planKey)
+	return query(ctx, c, "FailoverPlan", "UID", DecodePlanQuery, planKey)
 }
 
 // ListFailoverPlanObjects reads the VMs of all failover plans (from the same
@@ -36,7 +36,7 @@ func (c *Client) ListFailoverPlanObjects(ctx context.Context) ([]veeam.FailoverP
 		return Page[[]veeam.FailoverPlanObject]{Items: items, Pages: pages}, nil
 	}
 	// Keyed by plan: a plan's VMs travel together.
-	perPlan, err := query(ctx, c, "FailoverPlan", dec, func(objs []veeam.FailoverPlanObject) string {
+	perPlan, err := query(ctx, c, "FailoverPlan", "UID", dec, func(objs []veeam.FailoverPlanObject) string {
 		if len(objs) == 0 {
 			return ""
 		}
@@ -67,7 +67,7 @@ func sessionKey(s veeam.CloudFailoverSession) string { return s.ID }
 // days) as entities through the query service: one request per page, not
 // one per session.
 func (c *Client) ListCloudFailoverSessions(ctx context.Context) ([]veeam.CloudFailoverSession, error) {
-	return query(ctx, c, "CloudFailoverSession", DecodeSessionQuery, sessionKey)
+	return query(ctx, c, "CloudFailoverSession", "CreationTime", DecodeSessionQuery, sessionKey)
 }
 
 // planSpec is FailoverPlanManagementSpec (StartNow or StartDate).

@@ -112,7 +112,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	_, _ = c.GetReplicaPoint(ctx, p.ID)
 	ss, _ := c.Failover(ctx, FailoverNow, []string{p.ID}, "seed")
 	_ = waitSession(t, c, ss[0].ID)
-	_, _ = c.GetReplica(ctx, uuid.NewString())                  // 404
+	_, _ = c.GetReplica(ctx, uuid.NewString())                   // 404
 	_, _ = c.Failover(ctx, FailoverNow, []string{p.ID}, "again") // 400
 	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeJSON")
 	if err := os.MkdirAll(dir, 0o755); err != nil {

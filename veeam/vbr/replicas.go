@@ -101,7 +101,9 @@ const (
 )
 
 // FailoverKinds lists the kinds in a stable order.
-var FailoverKinds = []FailoverKind{FailoverNow, PlannedFailover, PermanentFailover, UndoFailover}
+func FailoverKinds() []FailoverKind {
+	return []FailoverKind{FailoverNow, PlannedFailover, PermanentFailover, UndoFailover}
+}
 
 // Valid reports whether k is one of the four kinds.
 func (k FailoverKind) Valid() bool { return k.Operation() != "" }

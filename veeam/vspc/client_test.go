@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,6 +347,12 @@ func TestAPIKey(t *testing.T) {
 	o.Username, o.Password = "", ""
 	o.APIKey = promconfig.Secret(simulator.DefaultVSPCAPIKey)
 	o.APIVersion = "3.6.1"
+	// The CA from a file this time (tls_config.ca_file).
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, s.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o.HTTPClientConfig.TLSConfig = promconfig.TLSConfig{CAFile: caFile}
 	c := newTestClient(t, o, nil)
 	if _, err := c.ListFailoverPlans(t.Context()); err != nil {
 		t.Fatal(err)

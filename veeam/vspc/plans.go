@@ -20,7 +20,12 @@ const (
 func planKey(p veeam.FailoverPlan) string { return p.ID }
 
 // objects can sit in several plans, so a plan object is keyed by both.
-func objectKey(o veeam.FailoverPlanObject) string { return o.PlanID + "/" + o.ID }
+func objectKey(o veeam.FailoverPlanObject) string {
+	if o.ID == "" {
+		return ""
+	}
+	return o.PlanID + "/" + o.ID
+}
 
 // ListFailoverPlans reads all failover plans of all backup servers.
 func (c *Client) ListFailoverPlans(ctx context.Context) ([]veeam.FailoverPlan, error) {
