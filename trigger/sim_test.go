@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
@@ -24,41 +24,14 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
-// The adapters main writes (see actors.go), here for the tests.
-
-type vspcActor struct{ *vspc.Client }
-
-func (a vspcActor) StartPlan(ctx context.Context, planID string, test bool, requestID string) (*veeam.AsyncAction, error) {
-	return a.StartFailoverPlan(ctx, planID, vspc.StartOptions{Test: test}, requestID)
-}
-
-type emActor struct{ *em.Client }
-
-func (a emActor) FailoverCdpVM(ctx context.Context, cdpReplicaID, vmID string) (veeam.Task, error) {
-	return a.CdpFailover(ctx, cdpReplicaID, vmID, em.CdpFailoverSpec{RestoreCurrent: true})
-}
-
-type vbrActor struct{ *vbr.Client }
-
-var vbrKinds = map[string]vbr.FailoverKind{
-	config.ActionVBRFailover:          vbr.FailoverNow,
-	config.ActionVBRPlannedFailover:   vbr.PlannedFailover,
-	config.ActionVBRPermanentFailover: vbr.PermanentFailover,
-	config.ActionVBRUndoFailover:      vbr.UndoFailover,
-}
-
-func (a vbrActor) StartFailover(ctx context.Context, action string, pointIDs []string, reason string) ([]veeam.Session, error) {
-	kind, ok := vbrKinds[action]
-	if !ok {
-		return nil, fmt.Errorf("unknown VBR action %q", action)
-	}
-	return a.Failover(ctx, kind, pointIDs, reason)
-}
-
 // TestVBROperationsMatchClient keeps trigger's operation names in line with
 // the client's.
 func TestVBROperationsMatchClient(t *testing.T) {
-	for action, kind := range vbrKinds {
+	for action := range vbrOperations {
+		kind, err := actors.FailoverKind(action)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if vbrOperations[action] != kind.Operation() {
 			t.Errorf("%s: trigger checks %q, client says %q", action, vbrOperations[action], kind.Operation())
 		}
@@ -122,9 +95,9 @@ func newActors(t *testing.T, sim *simulator.Simulator) Actors {
 		_ = bc.Close(ctx)
 	})
 	return Actors{
-		VSPC: map[string]VSPCActor{"vspc": vspcActor{vc}},
-		EM:   map[string]EMActor{"em": emActor{ec}},
-		VBR:  map[string]VBRActor{"vbr": vbrActor{bc}},
+		VSPC: map[string]VSPCActor{"vspc": actors.VSPC{Client: vc}},
+		EM:   map[string]EMActor{"em": actors.EM{Client: ec}},
+		VBR:  map[string]VBRActor{"vbr": actors.VBR{Client: bc}},
 	}
 }
 
