@@ -5,8 +5,6 @@ package vbr
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -137,12 +135,6 @@ func capitalisedGrants(version string) bool {
 	return r >= 1
 }
 
-type tokenModel struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	ExpiresIn    int64  `json:"expires_in"`
-}
-
 func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
 	return c.token(ctx, url.Values{
 		"grant_type": {c.grantType("password")},
@@ -157,27 +149,9 @@ func (c *Client) refresh(ctx context.Context, rt string) (*veeam.Credential, err
 
 func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential, error) {
 	const path = "/api/oauth2/token"
-	h := c.headers()
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodPost, Path: path, Header: h, Body: []byte(form.Encode()), Retry: veeam.RetryIdempotent})
-	if err != nil {
-		return nil, err
-	}
-	if !resp.OK() {
-		return nil, parseError(c.name, http.MethodPost, path, resp)
-	}
-	var tm tokenModel
-	if err := json.Unmarshal(resp.Body, &tm); err != nil {
-		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: err}
-	}
-	if tm.AccessToken == "" {
-		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: errors.New("no access_token in answer")}
-	}
-	life := time.Duration(tm.ExpiresIn) * time.Second
-	if tm.ExpiresIn <= 0 || tm.ExpiresIn > 365*24*3600 {
-		life = defaultTokenLifetime
-	}
-	return &veeam.Credential{Token: tm.AccessToken, RefreshToken: tm.RefreshToken, Lifetime: life}, nil
+	return c.t.OAuth2Token(ctx, path, c.headers(), form, defaultTokenLifetime, func(resp *veeam.Response) error {
+		return parseError(c.name, http.MethodPost, path, resp)
+	})
 }
 
 func setBearer(h http.Header, cr *veeam.Credential) { h.Set("Authorization", "Bearer "+cr.Token) }

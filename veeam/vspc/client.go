@@ -5,7 +5,6 @@ package vspc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -85,12 +84,6 @@ func (c *Client) Close(context.Context) error {
 }
 
 // oauthResult is OAuth2Result (not wrapped in {data}).
-type oauthResult struct {
-	AccessToken  string `json:"access_token"`
-	RefreshToken string `json:"refresh_token"`
-	ExpiresIn    int64  `json:"expires_in"`
-}
-
 func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
 	return c.token(ctx, url.Values{
 		"grant_type": {"password"},
@@ -105,34 +98,13 @@ func (c *Client) refresh(ctx context.Context, rt string) (*veeam.Credential, err
 
 func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential, error) {
 	const path = APIRoot + "/token"
-	h := http.Header{
-		"Content-Type": {"application/x-www-form-urlencoded"},
-		"Accept":       {"application/json"},
-	}
+	h := http.Header{"Accept": {"application/json"}}
 	if c.version != "" {
 		h.Set("X-Client-Version", c.version)
 	}
-	// A grant may be sent again: the worst a duplicate does is issue a
-	// token nobody uses.
-	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodPost, Path: path, Header: h, Body: []byte(form.Encode()), Retry: veeam.RetryIdempotent})
-	if err != nil {
-		return nil, err
-	}
-	if !resp.OK() {
-		return nil, parseError(c.name, http.MethodPost, path, resp)
-	}
-	var r oauthResult
-	if err := json.Unmarshal(resp.Body, &r); err != nil {
-		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: err}
-	}
-	if r.AccessToken == "" {
-		return nil, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path, Err: errors.New("no access_token in answer")}
-	}
-	life := time.Duration(r.ExpiresIn) * time.Second
-	if r.ExpiresIn <= 0 || r.ExpiresIn > 365*24*3600 {
-		life = defaultTokenLifetime
-	}
-	return &veeam.Credential{Token: r.AccessToken, RefreshToken: r.RefreshToken, Lifetime: life}, nil
+	return c.t.OAuth2Token(ctx, path, h, form, defaultTokenLifetime, func(resp *veeam.Response) error {
+		return parseError(c.name, http.MethodPost, path, resp)
+	})
 }
 
 // call is one API request with auth, retries and typed errors. requestID,
