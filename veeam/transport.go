@@ -301,6 +301,14 @@ func (t *Transport) once(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	if body == nil {
+		// net/http silently resends a body-less GET whose kept-alive
+		// connection broke, which would put more requests on the wire
+		// than RetryAttempts allows. A non-nil body without GetBody is
+		// not replayable, and an empty one is still sent without body
+		// headers.
+		hr.Body = io.NopCloser(strings.NewReader(""))
+	}
 	for k, v := range req.Header {
 		hr.Header[k] = append([]string(nil), v...)
 	}
