@@ -528,3 +528,19 @@ func wd(t *testing.T) string {
 	}
 	return d
 }
+
+func TestBearerTokenWithBasicAuthIsRefused(t *testing.T) {
+	// Alertmanager sends one Authorization header: Basic for the web config
+	// or Bearer for the trigger, never both, so the webhook could never act.
+	_, err := Load("testdata/good.yml", LoadOptions{WebhookBasicAuth: true})
+	var problems Errors
+	if !errors.As(err, &problems) {
+		t.Fatalf("want problems, got %v", err)
+	}
+	if len(problems) != 1 || problems[0].Key != "trigger.webhook_bearer_token_file" || !strings.Contains(problems[0].Msg, "basic_auth_users") {
+		t.Fatalf("got %v", problems)
+	}
+	if !strings.HasPrefix(problems[0].String(), "testdata/good.yml:") {
+		t.Errorf("no file:line in %q", problems[0].String())
+	}
+}

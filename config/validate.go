@@ -172,6 +172,10 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 	if tr.ActionTimeout <= 0 {
 		p.errorf("trigger.action_timeout", "must be more than 0s")
 	}
+	if tr.WebhookBearerTokenFile != "" && opts.WebhookBasicAuth {
+		p.errorf("trigger.webhook_bearer_token_file", "cannot be combined with basic_auth_users in --web.config.file: "+
+			"both use the Authorization header and Alertmanager sends only one; keep one of them")
+	}
 	if !tr.DryRun {
 		if tr.WebhookBearerTokenFile == "" && !opts.WebhookBasicAuth && !tr.AllowUnauthenticatedWebhook {
 			p.errorf("trigger.dry_run", "dry_run is false but the webhook has no authentication: "+

@@ -269,6 +269,15 @@ func loadState(path string) (*state, error) {
 	return s, nil
 }
 
+// removeStaleTemps deletes the temporary files writeFileAtomic leaves when
+// the process dies mid-write; they never hold the only copy of anything.
+func removeStaleTemps(path string) {
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
+}
+
 // writeFileAtomic replaces path with data so that a crash at any moment
 // leaves either the old or the new content: a temporary file in the same
 // directory, fsync, rename, fsync of the directory.

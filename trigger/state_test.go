@@ -175,6 +175,10 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 	if err := writeFileAtomic(cfg.StateFile, data); err != nil {
 		t.Fatal(err)
 	}
+	// A write torn by the crash.
+	if err := os.WriteFile(filepath.Join(dir, ".state.json.tmp-123"), data[:len(data)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// No actors at all: a send would fail loudly rather than silently.
 	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
 	if n := tr.inFlightCount(); n != 0 {
@@ -193,6 +197,9 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 		t.Fatalf("state after restart: %v %v", st, err)
 	}
 	audit, _ := os.ReadFile(cfg.AuditLog)
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp-*")); len(stale) != 0 {
+		t.Errorf("temporary files left from the crash: %v", stale)
+	}
 	if n := strings.Count(string(audit), `"outcome":"abandoned"`); n != 2 {
 		t.Fatalf("audit:\n%s", audit)
 	}
@@ -305,5 +312,49 @@ func TestKillSwitchUnreadableCountsAsPresent(t *testing.T) {
 		t.Fatal("unchecked kill switch counts as absent")
 	} else {
 		t.Log(reason)
+	}
+}
+
+// TestRestartEndsDecisionsMissingFromState covers a crash between the
+// decision's audit line and its state write: the decision never reached the
+// state, so it was never sent, and the restart gives it its outcome.
+func TestRestartEndsDecisionsMissingFromState(t *testing.T) {
+	dir := t.TempDir()
+	cfg := armedConfig(dir)
+	lines := []string{
+		// decided, state write lost in the crash
+		`{"time":"2026-11-22T10:00:00Z","event":"decision","rule":"r","object":"Plan A","alerts":["a"],"group_key":"g","action":"vspc_plan_start","target":"vspc","request_id":"33333333-3333-5333-8333-333333333333","outcome":"decided"}`,
+		// decided and finished before the crash
+		`{"time":"2026-11-22T10:00:01Z","event":"decision","rule":"r","object":"Plan B","alerts":["b"],"group_key":"g","action":"vspc_plan_start","target":"vspc","request_id":"44444444-4444-5444-8444-444444444444","outcome":"decided"}`,
+		`{"time":"2026-11-22T10:00:09Z","event":"outcome","rule":"r","object":"Plan B","action":"vspc_plan_start","target":"vspc","request_id":"44444444-4444-5444-8444-444444444444","outcome":"success"}`,
+		// blocked decisions have no outcome and need none
+		`{"time":"2026-11-22T10:00:02Z","event":"decision","rule":"r","object":"Plan B","alerts":["b"],"group_key":"g","guard":"dedup","action":"vspc_plan_start","target":"vspc","request_id":"44444444-4444-5444-8444-444444444444","outcome":"blocked"}`,
+		`{"time":"2026-11-22T10:00:03Z","event":"decis`, // torn by the crash
+	}
+	if err := os.WriteFile(cfg.AuditLog, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
+	if got := testutil.ToFloat64(tr.m.outcomes.WithLabelValues("r", config.ActionVSPCPlanStart, outcomeAbandoned)); got != 1 {
+		t.Errorf("abandoned = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(tr.m.actions.WithLabelValues("r", config.ActionVSPCPlanStart)); got != 0 {
+		t.Errorf("calls = %v, want 0", got)
+	}
+	audit, _ := os.ReadFile(cfg.AuditLog)
+	if n := strings.Count(string(audit), `"request_id":"33333333-3333-5333-8333-333333333333","outcome":"abandoned"`); n != 1 {
+		t.Fatalf("want one abandoned outcome for the lost decision, audit:\n%s", audit)
+	}
+	if n := strings.Count(string(audit), `"outcome":"abandoned"`); n != 1 {
+		t.Fatalf("the finished decision got a second outcome, audit:\n%s", audit)
+	}
+	// A second restart adds nothing.
+	tr2, err := New(cfg, Actors{}, Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = tr2.Close(context.Background())
+	if again, _ := os.ReadFile(cfg.AuditLog); !bytes.Equal(again, audit) {
+		t.Fatalf("second restart changed the audit log:\n%s", again)
 	}
 }

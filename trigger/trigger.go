@@ -152,6 +152,7 @@ func New(cfg config.TriggerConfig, actors Actors, o Options) (*Trigger, error) {
 	defer t.mu.Unlock()
 	t.st = newState()
 	if cfg.StateFile != "" {
+		removeStaleTemps(cfg.StateFile)
 		st, err := loadState(cfg.StateFile)
 		if err != nil {
 			t.disarmLocked(err)
@@ -161,6 +162,9 @@ func New(cfg config.TriggerConfig, actors Actors, o Options) (*Trigger, error) {
 	}
 	t.rebuildLimiterLocked()
 	t.resumeLocked()
+	if err := t.reconcileAuditLocked(); err != nil {
+		t.logger.Error("decisions in the audit log could not be checked against the state file", "err", err)
+	}
 	t.logger.Info("trigger started", "rules", len(rules), "dry_run", cfg.DryRun,
 		"armed", t.armedLocked(), "actions_in_flight", len(t.st.actions))
 	return t, nil
