@@ -33,7 +33,7 @@ func (t *Trigger) reconcileAuditLocked() error {
 	for sc.Scan() {
 		var l struct {
 			Event, Rule, Object, Action, Target, Outcome string
-			RequestID                                   string `json:"request_id"`
+			RequestID                                    string `json:"request_id"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) != nil || l.RequestID == "" {
 			continue // a line torn by a crash
