@@ -31,6 +31,9 @@ type faultCase struct {
 	// expire: the tokens expire mid-scrape; the client logs in again once
 	// and the same scrape succeeds.
 	expire bool
+	// unauthorized: every read is refused with 401 (the token was revoked
+	// and stays refused); the client logs in again at most once per read.
+	unauthorized bool
 	// status is what the simulator logs for the faulty answers (0: not
 	// checked).
 	status func(api simulator.API) int
@@ -47,6 +50,7 @@ func faultCases() []faultCase {
 		{name: "status_429_retry_after", fault: simulator.Fault{Status: http.StatusTooManyRequests, RetryAfter: 1},
 			status: func(simulator.API) int { return http.StatusTooManyRequests }},
 		{name: "expire_auth", expire: true},
+		{name: "status_401_persistent", unauthorized: true, status: func(simulator.API) int { return http.StatusUnauthorized }},
 		{name: "latency_past_deadline", fault: simulator.Fault{Latency: scrapeDeadline + 500*time.Millisecond}},
 		{name: "truncated_body", fault: simulator.Fault{Truncate: true}},
 		{name: "non_json_body", fault: simulator.Fault{NonJSON: true}},
@@ -108,6 +112,8 @@ func runFaultCase(t *testing.T, faulty simulator.API, fc faultCase, seed int64) 
 		gates[faulty].close()
 	case fc.expire:
 		sim.SetFault(faulty, simulator.Fault{ExpireAuth: true, PathPrefix: dataPrefix[faulty]})
+	case fc.unauthorized:
+		sim.SetFault(faulty, simulator.Fault{Status: http.StatusUnauthorized, PathPrefix: dataPrefix[faulty]})
 	case !fc.never:
 		sim.SetFault(faulty, fc.fault)
 	}
@@ -221,6 +227,18 @@ func checkRequests(t *testing.T, api simulator.API, fc faultCase, reqs []simulat
 			}
 		}
 		return
+	case fc.unauthorized:
+		// Each read meets 401, drops the token, waits for one login shared
+		// with the other reads and is sent once more.
+		if logins < 1 || logins > len(attempts) {
+			t.Errorf("%d logins for %d reads refused with 401, want 1 to %d", logins, len(attempts), len(attempts))
+		}
+		for k, n := range attempts {
+			if n > 2 {
+				t.Errorf("%s sent %d times, want at most 2 (401, one login, one resend)", k, n)
+			}
+		}
+		return
 	}
 	if len(attempts) == 0 {
 		t.Errorf("no request reached %s during the fault", api)
@@ -230,7 +248,8 @@ func checkRequests(t *testing.T, api simulator.API, fc faultCase, reqs []simulat
 	}
 	for k, n := range attempts {
 		if n > veeam.DefaultRetryAttempts {
-			t.Errorf("%s sent %d times, more than the %d attempts a read may take", k, n, veeam.DefaultRetryAttempts)
+			t.Errorf("%s sent %d times, more than the %d attempts a read may take"+
+				" (net/http's Transport also replays a GET on its own when a kept-alive connection fails)", k, n, veeam.DefaultRetryAttempts)
 		}
 	}
 }

@@ -28,7 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
-	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
@@ -219,46 +219,17 @@ func (c *targetClient) collectorTarget() collector.Target {
 	return ct
 }
 
-// The actor adapters are the ones main uses (actors.go), repeated here
-// because main's are not importable.
-type vspcActor struct{ *vspc.Client }
-
-func (a vspcActor) StartPlan(ctx context.Context, planID string, test bool, requestID string) (*veeam.AsyncAction, error) {
-	return a.StartFailoverPlan(ctx, planID, vspc.StartOptions{Test: test}, requestID)
-}
-
-type emActor struct{ *em.Client }
-
-func (a emActor) FailoverCdpVM(ctx context.Context, cdpReplicaID, vmID string) (veeam.Task, error) {
-	return a.CdpFailover(ctx, cdpReplicaID, vmID, em.CdpFailoverSpec{RestoreCurrent: true})
-}
-
-type vbrActor struct{ *vbr.Client }
-
-func (a vbrActor) StartFailover(ctx context.Context, action string, pointIDs []string, reason string) ([]veeam.Session, error) {
-	kinds := map[string]vbr.FailoverKind{
-		config.ActionVBRFailover:          vbr.FailoverNow,
-		config.ActionVBRPlannedFailover:   vbr.PlannedFailover,
-		config.ActionVBRPermanentFailover: vbr.PermanentFailover,
-		config.ActionVBRUndoFailover:      vbr.UndoFailover,
-	}
-	kind, ok := kinds[action]
-	if !ok {
-		return nil, fmt.Errorf("unknown VBR action %q", action)
-	}
-	return a.Failover(ctx, kind, pointIDs, reason)
-}
-
+// actorsFor gives the trigger the clients, through main's adapters.
 func actorsFor(cs ...*targetClient) trigger.Actors {
 	a := trigger.Actors{VSPC: map[string]trigger.VSPCActor{}, EM: map[string]trigger.EMActor{}, VBR: map[string]trigger.VBRActor{}}
 	for _, c := range cs {
 		switch {
 		case c.vspc != nil:
-			a.VSPC[c.name] = vspcActor{c.vspc}
+			a.VSPC[c.name] = actors.VSPC{Client: c.vspc}
 		case c.em != nil:
-			a.EM[c.name] = emActor{c.em}
+			a.EM[c.name] = actors.EM{Client: c.em}
 		case c.vbr != nil:
-			a.VBR[c.name] = vbrActor{c.vbr}
+			a.VBR[c.name] = actors.VBR{Client: c.vbr}
 		}
 	}
 	return a
