@@ -397,6 +397,6 @@ func clientOptions(t config.Target, concurrency int, m *apiMetrics, logger *slog
 		Timeout:          time.Duration(t.Timeout),
 		PageConcurrency:  concurrency,
 		WrapTransport:    m.wrap(t.Name),
-		Logger:           logger.With("target", t.Name),
+		Logger:           logger, // the clients name their target in every line
 	}
 }
