@@ -221,21 +221,18 @@ func (a *app) currentExporter() *collector.Exporter {
 	return a.exporter
 }
 
-// metricsHandler builds a registry per scrape so the Veeam collectors run under
-// a context bounded by Prometheus' own scrape timeout.
+// metricsHandler serves the exporter's own metrics and one scrape of the
+// Veeam targets, run under a context bounded by Prometheus' own scrape
+// timeout.
 func (a *app) metricsHandler() http.Handler {
+	opts := promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout(r))
 		defer cancel()
-		scrape := prometheus.NewRegistry()
-		if err := scrape.Register(a.currentExporter().Collector(ctx)); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		promhttp.HandlerFor(prometheus.Gatherers{a.registry, scrape}, promhttp.HandlerOpts{
-			ErrorLog:      slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
-			ErrorHandling: promhttp.ContinueOnError,
-		}).ServeHTTP(w, r)
+		a.currentExporter().ServeMetrics(w, r.WithContext(ctx), a.registry, opts)
 	})
 }
 

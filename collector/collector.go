@@ -1,11 +1,13 @@
 package collector
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +82,10 @@ type Exporter struct {
 	m       *metrics
 	b       *builder
 	targets []*target
+	sorted  []*family // every family, by name, for the text exposition
 	flights singleflight.Group
+	gzips   sync.Pool // *gzip.Writer
+	texts   sync.Pool // *[]byte, text exposition buffers
 
 	// ctx bounds the fetches, which outlive the scrape that started them
 	// so that a slow API still fills the next scrape or the cache.
@@ -104,19 +109,40 @@ type job struct {
 	target string
 	name   string
 	pair   *dto.LabelPair // collector="name"
-	fetch  func(ctx context.Context) ([]prometheus.Metric, error)
+	fetch  func(ctx context.Context) ([]*block, error)
 
 	mu     sync.Mutex
 	cached *result // newest successful result, for MinInterval
 }
 
 // result is what one fetch produced. It is shared by every scrape that
-// waited for the fetch or reads it from the cache, and never modified.
+// waited for the fetch or reads it from the cache, and never modified
+// after run returns, except for the samples built once, on demand, for the
+// prometheus.Collector path.
 type result struct {
-	metrics  []prometheus.Metric
+	blocks   []*block
 	err      error
 	start    time.Time
 	duration time.Duration
+
+	once    sync.Once
+	metrics []prometheus.Metric
+}
+
+// samples returns the result's blocks as prometheus.Metrics, built on the
+// first call.
+func (r *result) samples(b *builder) []prometheus.Metric {
+	r.once.Do(func() {
+		n := 0
+		for _, bl := range r.blocks {
+			n += bl.rows() * bl.f.perRow()
+		}
+		r.metrics = make([]prometheus.Metric, 0, n)
+		for _, bl := range r.blocks {
+			r.metrics = bl.metrics(r.metrics, b)
+		}
+	})
+	return r.metrics
 }
 
 var errClosed = errors.New("exporter closed")
@@ -134,6 +160,8 @@ func New(targets []Target, o Options) *Exporter {
 	if e.opts.SessionsPerPlan < 0 {
 		e.opts.SessionsPerPlan = 0
 	}
+	e.sorted = slices.SortedFunc(slices.Values(e.m.all()), func(a, b *family) int { return strings.Compare(a.name, b.name) })
+	e.gzips.New = func() any { return gzip.NewWriter(nil) }
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	seen := map[string]bool{}
 	for _, t := range targets {
@@ -161,16 +189,16 @@ func New(targets []Target, o Options) *Exporter {
 }
 
 // fetcher returns the function that reads collector name of t.
-func (e *Exporter) fetcher(t *target, name string) func(context.Context) ([]prometheus.Metric, error) {
+func (e *Exporter) fetcher(t *target, name string) func(context.Context) ([]*block, error) {
 	if !slices.Contains(config.SupportedCollectors(t.Type), name) {
 		err := fmt.Errorf("collector %q does not support target type %q", name, t.Type)
 		e.logger.Error("invalid collector", "target", t.Name, "collector", name, "err", err)
-		return func(context.Context) ([]prometheus.Metric, error) { return nil, err }
+		return func(context.Context) ([]*block, error) { return nil, err }
 	}
-	missing := func(api string) func(context.Context) ([]prometheus.Metric, error) {
+	missing := func(api string) func(context.Context) ([]*block, error) {
 		err := fmt.Errorf("target %s: no %s client", t.Name, api)
 		e.logger.Error("invalid target", "target", t.Name, "collector", name, "err", err)
-		return func(context.Context) ([]prometheus.Metric, error) { return nil, err }
+		return func(context.Context) ([]*block, error) { return nil, err }
 	}
 	switch t.Type {
 	case veeam.TypeVSPC:
@@ -178,9 +206,9 @@ func (e *Exporter) fetcher(t *target, name string) func(context.Context) ([]prom
 			return missing("VSPC")
 		}
 		if name == config.CollectorFailoverPlanObjects {
-			return func(ctx context.Context) ([]prometheus.Metric, error) { return e.planObjects(ctx, t) }
+			return func(ctx context.Context) ([]*block, error) { return e.planObjects(ctx, t) }
 		}
-		return func(ctx context.Context) ([]prometheus.Metric, error) {
+		return func(ctx context.Context) ([]*block, error) {
 			return e.plans(ctx, t, t.VSPC.ListFailoverPlans)
 		}
 	case veeam.TypeEM:
@@ -188,14 +216,14 @@ func (e *Exporter) fetcher(t *target, name string) func(context.Context) ([]prom
 			return missing("EM")
 		}
 		if name == config.CollectorCloudFailoverSessions {
-			return func(ctx context.Context) ([]prometheus.Metric, error) { return e.cloudSessions(ctx, t) }
+			return func(ctx context.Context) ([]*block, error) { return e.cloudSessions(ctx, t) }
 		}
-		return func(ctx context.Context) ([]prometheus.Metric, error) { return e.plans(ctx, t, t.EM.ListFailoverPlans) }
+		return func(ctx context.Context) ([]*block, error) { return e.plans(ctx, t, t.EM.ListFailoverPlans) }
 	default: // veeam.TypeVBR, the only other type SupportedCollectors knows
 		if t.VBR == nil {
 			return missing("VBR")
 		}
-		return func(ctx context.Context) ([]prometheus.Metric, error) { return e.replicas(ctx, t) }
+		return func(ctx context.Context) ([]*block, error) { return e.replicas(ctx, t) }
 	}
 }
 
@@ -242,27 +270,41 @@ func (e *Exporter) collectTarget(ctx context.Context, t *target, ch chan<- prome
 	var wg sync.WaitGroup
 	for i, j := range t.jobs {
 		wg.Go(func() {
-			start := e.now()
-			r := e.get(ctx, j)
-			var d time.Duration
-			if r == nil {
-				d = e.now().Sub(start)
-				e.logger.Warn("collector did not finish before the scrape deadline",
-					"target", t.Name, "collector", j.name, "waited", d)
-			} else {
-				d = r.duration
-				ok[i] = r.err == nil
-				for _, m := range r.metrics {
+			o := e.outcome(ctx, t, j)
+			ok[i] = o.ok()
+			if o.r != nil {
+				for _, m := range o.r.samples(e.b) {
 					ch <- m
 				}
 			}
 			ch <- e.b.gauge(e.m.success, boolValue(ok[i]), t.pair, j.pair)
-			ch <- e.b.gauge(e.m.duration, d.Seconds(), t.pair, j.pair)
+			ch <- e.b.gauge(e.m.duration, o.d.Seconds(), t.pair, j.pair)
 		})
 	}
 	wg.Wait()
 	up := len(ok) > 0 && !slices.Contains(ok, false)
 	ch <- e.b.gauge(e.m.up, boolValue(up), t.pair, t.typePair)
+}
+
+// outcome is what one scrape got from one job: its result, or nil when the
+// scrape's deadline came first, and the duration to report.
+type outcome struct {
+	r *result
+	d time.Duration
+}
+
+func (o outcome) ok() bool { return o.r != nil && o.r.err == nil }
+
+func (e *Exporter) outcome(ctx context.Context, t *target, j *job) outcome {
+	start := e.now()
+	r := e.get(ctx, j)
+	if r == nil {
+		d := e.now().Sub(start)
+		e.logger.Warn("collector did not finish before the scrape deadline",
+			"target", t.Name, "collector", j.name, "waited", d)
+		return outcome{d: d}
+	}
+	return outcome{r: r, d: r.duration}
 }
 
 // get returns j's result for a scrape: from the cache when younger than
@@ -307,10 +349,10 @@ func (e *Exporter) run(j *job) (r *result) {
 			e.logger.Error("collector failed", "target", j.target, "collector", j.name, "err", r.err)
 		}
 	}()
-	ms, err := j.fetch(e.ctx)
-	r = &result{metrics: ms, err: err, start: start, duration: e.now().Sub(start)}
+	blocks, err := j.fetch(e.ctx)
+	r = &result{blocks: blocks, err: err, start: start, duration: e.now().Sub(start)}
 	if err != nil {
-		r.metrics = nil
+		r.blocks = nil
 		e.logger.Error("collector failed", "target", j.target, "collector", j.name, "err", err)
 		return r
 	}

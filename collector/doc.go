@@ -8,6 +8,14 @@
 // served from memory. Every sample is built anew from the API's answer; there
 // are no long-lived gauges.
 //
+// A fetch keeps its samples compactly (per family: rows of label values and
+// numbers, the strings shared with the decoded objects). ServeMetrics, which
+// main serves as GET /metrics, writes the Prometheus text format straight
+// from them: a service provider's 50,000 plan objects are ~480,000 series,
+// for which building a sample object each, then checking, hashing and
+// sorting them in a registry took seconds. Other formats (protobuf,
+// OpenMetrics) and Collector go through the registry.
+//
 // Metrics, by collector. Every series carries target (the config name); ids
 // are lower-case UUIDs without urn: prefixes. A stateset has one series per
 // documented value of the enum, 1 for the current value and 0 for the others;

@@ -1,7 +1,10 @@
 package collector
 
 import (
+	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -54,23 +57,56 @@ var (
 	replicaStates = []string{"Ready", "Processing", "SureBackup", "Failover", "FailedFailover", "PermanentFailover", "Failback", "ReadyToSwitch", stateUnknown}
 )
 
+// familyKind says how a family's rows become samples.
+type familyKind int
+
+const (
+	// kindGauge: one sample per row, the row's value.
+	kindGauge familyKind = iota
+	// kindStateset: one sample per state, 1 for the row's current state.
+	kindStateset
+	// kindCounts: one sample per state, the row's count for it.
+	kindCounts
+)
+
 // family is one metric name: its Desc and, for each variable label, the
 // position it takes in the name-sorted label slice the registry expects.
 // States, for a stateset or a per-state count, holds the enum values and a
 // pre-built label pair for each; the state label is then the last label name
 // and is not passed to the methods below.
 type family struct {
+	name       string
+	kind       familyKind
 	desc       *prometheus.Desc
+	labels     []string // in Desc order
+	width      int      // labels given per row: the state label is not
 	order      []int
 	states     []string
 	statePairs []*dto.LabelPair
 	stateIndex map[string]int
 	unknown    int // index of Unknown in states, -1 when absent
+
+	// For the text exposition: the HELP and TYPE lines, and the labels in
+	// name order, each with what precedes its value.
+	header []byte
+	text   []textLabel
 }
 
-func newFamily(name, help string, labels []string, states []string) *family {
+// textLabel is one label of a sample line: prefix is `name{label="` for the
+// first label and `",label="` for the others; src is the label's index in a
+// row, or -1 for the state label.
+type textLabel struct {
+	prefix string
+	src    int
+}
+
+func newFamily(name, help string, kind familyKind, labels []string, states []string) *family {
 	f := &family{
+		name:    name,
+		kind:    kind,
 		desc:    prometheus.NewDesc(name, help, labels, nil),
+		labels:  labels,
+		width:   len(labels),
 		order:   make([]int, len(labels)),
 		states:  states,
 		unknown: -1,
@@ -81,6 +117,7 @@ func newFamily(name, help string, labels []string, states []string) *family {
 		f.order[i], _ = slices.BinarySearch(sorted, l)
 	}
 	if states != nil {
+		f.width--
 		stateLabel := &labels[len(labels)-1]
 		f.stateIndex = make(map[string]int, len(states))
 		for i, s := range states {
@@ -91,7 +128,34 @@ func newFamily(name, help string, labels []string, states []string) *family {
 			}
 		}
 	}
+	f.header = fmt.Appendf(nil, "# HELP %s %s\n# TYPE %s gauge\n", name, helpEscaper.Replace(help), name)
+	f.text = make([]textLabel, len(labels))
+	for i := range labels {
+		src := i
+		if states != nil && i == len(labels)-1 {
+			src = -1
+		}
+		f.text[f.order[i]] = textLabel{src: src}
+	}
+	for j := range f.text {
+		sep := `",`
+		if j == 0 {
+			sep = name + "{"
+		}
+		f.text[j].prefix = sep + sorted[j] + `="`
+	}
 	return f
+}
+
+// helpEscaper escapes HELP texts as the text format wants.
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+
+// perRow is the number of samples one row yields.
+func (f *family) perRow() int {
+	if f.kind == kindGauge {
+		return 1
+	}
+	return len(f.states)
 }
 
 // index maps an API value to its position in states: exact match first,
@@ -113,6 +177,190 @@ func (f *family) index(v string) int {
 		}
 	}
 	return f.unknown
+}
+
+// block is the samples of one family that one fetch produced, kept compact:
+// rows of label values (the family's labels in Desc order, without the
+// state label) and their numbers: a gauge's value, a stateset's current
+// state index, or a count per state. Blocks are built once per fetch and
+// never modified afterwards; the text exposition renders them directly and
+// the prometheus.Collector path turns them into samples.
+type block struct {
+	f      *family
+	labels []string
+	nums   []float64
+	// escape says whether a label value has a character the text format
+	// escapes (backslash, double quote, line feed); most have none.
+	escape bool
+}
+
+func newBlock(f *family, rows int) *block {
+	n := rows
+	if f.kind == kindCounts {
+		n *= len(f.states)
+	}
+	return &block{f: f, labels: make([]string, 0, rows*f.width), nums: make([]float64, 0, n)}
+}
+
+// add appends a row with value v (a gauge's value, a stateset's state
+// index); labels are the family's labels in Desc order, state excluded.
+func (b *block) add(v float64, labels ...string) {
+	b.addLabels(labels)
+	b.nums = append(b.nums, v)
+}
+
+// addCounts appends a row of a counts family, one count per state.
+func (b *block) addCounts(counts []int, labels ...string) {
+	b.addLabels(labels)
+	for _, c := range counts {
+		b.nums = append(b.nums, float64(c))
+	}
+}
+
+func (b *block) addLabels(labels []string) {
+	for _, l := range labels {
+		l = validUTF8(l)
+		b.escape = b.escape || needsEscape(l)
+		b.labels = append(b.labels, l)
+	}
+}
+
+func needsEscape(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\\' || c == '"' || c == '\n' {
+			return true
+		}
+	}
+	return false
+}
+
+func (b *block) rows() int {
+	if b.f.width == 0 {
+		return len(b.nums) / b.f.perRow()
+	}
+	return len(b.labels) / b.f.width
+}
+
+// metrics appends the block's samples for the prometheus.Collector path.
+// Label pairs are shared between consecutive rows with the same value (the
+// target, a plan's id), as the registry allows.
+func (b *block) metrics(dst []prometheus.Metric, bu *builder) []prometheus.Metric {
+	f, w := b.f, b.f.width
+	pairs := make([]*dto.LabelPair, w)
+	for r := range b.rows() {
+		row := b.labels[r*w : (r+1)*w]
+		for c, v := range row {
+			if pairs[c] == nil || pairs[c].GetValue() != v {
+				pairs[c] = bu.pair(f.labels[c], v)
+			}
+		}
+		switch f.kind {
+		case kindGauge:
+			dst = append(dst, bu.gauge(f, b.nums[r], pairs...))
+		case kindStateset:
+			dst = bu.stateset(dst, f, int(b.nums[r]), pairs...)
+		case kindCounts:
+			n := len(f.states)
+			dst = bu.counts(dst, f, b.nums[r*n:(r+1)*n], pairs...)
+		}
+	}
+	return dst
+}
+
+// appendText renders the block's samples in the text format.
+func (b *block) appendText(tw *textWriter) {
+	f, w := b.f, b.f.width
+	for r := range b.rows() {
+		row := b.labels[r*w : (r+1)*w]
+		switch f.kind {
+		case kindGauge:
+			tw.buf = f.appendSample(tw.buf, row, -1, b.nums[r], b.escape)
+		case kindStateset:
+			cur := int(b.nums[r])
+			for s := range f.states {
+				tw.buf = f.appendSample(tw.buf, row, s, boolValue(s == cur), b.escape)
+			}
+		case kindCounts:
+			n := len(f.states)
+			for s, v := range b.nums[r*n : (r+1)*n] {
+				tw.buf = f.appendSample(tw.buf, row, s, v, b.escape)
+			}
+		}
+		tw.flushIfFull()
+		if tw.err != nil {
+			return
+		}
+	}
+}
+
+// appendSample renders one sample line; state is the state label's index,
+// or -1 for families without one. Without escape the values are copied as
+// they are (no state value needs escaping).
+func (f *family) appendSample(buf []byte, row []string, state int, v float64, escape bool) []byte {
+	for _, l := range f.text {
+		buf = append(buf, l.prefix...)
+		switch {
+		case l.src < 0:
+			buf = append(buf, f.states[state]...)
+		case escape:
+			buf = appendLabelValue(buf, row[l.src])
+		default:
+			buf = append(buf, row[l.src]...)
+		}
+	}
+	buf = append(buf, `"} `...)
+	buf = appendFloat(buf, v)
+	return append(buf, '\n')
+}
+
+// appendLabelValue escapes backslash, double quote and line feed, as the
+// text format wants.
+func appendLabelValue(buf []byte, v string) []byte {
+	i := 0
+	for i < len(v) && v[i] != '\\' && v[i] != '"' && v[i] != '\n' {
+		i++
+	}
+	buf = append(buf, v[:i]...)
+	for ; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			buf = append(buf, `\\`...)
+		case '"':
+			buf = append(buf, `\"`...)
+		case '\n':
+			buf = append(buf, `\n`...)
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
+// appendFloat writes a value as expfmt does.
+func appendFloat(buf []byte, v float64) []byte {
+	switch {
+	case v == 1:
+		return append(buf, '1')
+	case v == 0:
+		return append(buf, '0')
+	case v == -1:
+		return append(buf, "-1"...)
+	case math.IsNaN(v):
+		return append(buf, "NaN"...)
+	case math.IsInf(v, +1):
+		return append(buf, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(buf, "-Inf"...)
+	}
+	return strconv.AppendFloat(buf, v, 'g', -1, 64)
+}
+
+// validUTF8 replaces invalid UTF-8, which no exposition format carries.
+func validUTF8(s string) string {
+	if !utf8.ValidString(s) {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return s
 }
 
 // sample is a gauge sample. Unlike prometheus.MustNewConstMetric it takes
@@ -162,9 +410,7 @@ func newBuilder() *builder {
 
 // pair builds a label pair; name must be one of the names newBuilder knows.
 func (b *builder) pair(name, value string) *dto.LabelPair {
-	if !utf8.ValidString(value) {
-		value = strings.ToValidUTF8(value, "\uFFFD")
-	}
+	value = validUTF8(value)
 	n := b.names[name]
 	if n == nil {
 		n = &name
@@ -176,7 +422,7 @@ func (b *builder) pair(name, value string) *dto.LabelPair {
 func lower(id string) string { return strings.ToLower(id) }
 
 // labels places pairs (in the family's label order) into a sorted slice.
-func (f *family) labels(dst []*dto.LabelPair, pairs []*dto.LabelPair) {
+func (f *family) labelPairs(dst []*dto.LabelPair, pairs []*dto.LabelPair) {
 	for i, p := range pairs {
 		dst[f.order[i]] = p
 	}
@@ -185,7 +431,7 @@ func (f *family) labels(dst []*dto.LabelPair, pairs []*dto.LabelPair) {
 // gauge returns one sample with value v.
 func (b *builder) gauge(f *family, v float64, pairs ...*dto.LabelPair) prometheus.Metric {
 	lbls := make([]*dto.LabelPair, len(pairs))
-	f.labels(lbls, pairs)
+	f.labelPairs(lbls, pairs)
 	switch v {
 	case 0:
 		return &sample{desc: f.desc, labels: lbls, gauge: b.zero}
@@ -206,7 +452,7 @@ func (b *builder) stateset(dst []prometheus.Metric, f *family, cur int, pairs ..
 	lbls := make([]*dto.LabelPair, n*len(f.states))
 	for i := range f.states {
 		l := lbls[i*n : (i+1)*n : (i+1)*n]
-		f.labels(l, pairs)
+		f.labelPairs(l, pairs)
 		l[f.order[n-1]] = f.statePairs[i]
 		g := b.zero
 		if i == cur {
@@ -219,12 +465,12 @@ func (b *builder) stateset(dst []prometheus.Metric, f *family, cur int, pairs ..
 }
 
 // counts appends one sample per state of f with counts[i] as its value.
-func (b *builder) counts(dst []prometheus.Metric, f *family, counts []int, pairs ...*dto.LabelPair) []prometheus.Metric {
+func (b *builder) counts(dst []prometheus.Metric, f *family, counts []float64, pairs ...*dto.LabelPair) []prometheus.Metric {
 	n := len(pairs) + 1
 	lbls := make([]*dto.LabelPair, n*len(f.states))
 	for i := range f.states {
 		l := lbls[i*n : (i+1)*n : (i+1)*n]
-		f.labels(l, pairs)
+		f.labelPairs(l, pairs)
 		l[f.order[n-1]] = f.statePairs[i]
 		switch counts[i] {
 		case 0:
@@ -232,7 +478,7 @@ func (b *builder) counts(dst []prometheus.Metric, f *family, counts []int, pairs
 		case 1:
 			dst = append(dst, &sample{desc: f.desc, labels: l, gauge: b.one})
 		default:
-			s := &valueSample{sample: sample{desc: f.desc, labels: l}, v: float64(counts[i])}
+			s := &valueSample{sample: sample{desc: f.desc, labels: l}, v: counts[i]}
 			s.g.Value = &s.v
 			s.gauge = &s.g
 			dst = append(dst, s)
@@ -265,13 +511,13 @@ func newMetrics(minInterval time.Duration) *metrics {
 		suffix = " (cached up to " + model.Duration(minInterval).String() + ")"
 	}
 	g := func(name, help string, labels ...string) *family {
-		return newFamily(name, help+suffix, labels, nil)
+		return newFamily(name, help+suffix, kindGauge, labels, nil)
 	}
 	cnt := func(name, help string, states []string, labels ...string) *family {
-		return newFamily(name, help+suffix, labels, states)
+		return newFamily(name, help+suffix, kindCounts, labels, states)
 	}
 	ss := func(name, help string, states []string, labels ...string) *family {
-		return newFamily(name, help+" One series per value ("+strings.Join(states, ", ")+"), 1 for the current."+suffix, labels, states)
+		return newFamily(name, help+" One series per value ("+strings.Join(states, ", ")+"), 1 for the current."+suffix, kindStateset, labels, states)
 	}
 	return &metrics{
 		up: g("veeam_up",

@@ -6,14 +6,12 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
 // plans is the failover_plans collector for VSPC and EM: one info series per
 // plan, its VM count, and on VSPC its status and last session.
-func (e *Exporter) plans(ctx context.Context, t *target, list func(context.Context) ([]veeam.FailoverPlan, error)) ([]prometheus.Metric, error) {
+func (e *Exporter) plans(ctx context.Context, t *target, list func(context.Context) ([]veeam.FailoverPlan, error)) ([]*block, error) {
 	plans, err := list(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list failover plans: %w", err)
@@ -26,33 +24,29 @@ func (e *Exporter) plans(ctx context.Context, t *target, list func(context.Conte
 	// estate) is skipped instead of failing the whole scrape as a duplicate.
 	slices.SortFunc(plans, func(a, b veeam.FailoverPlan) int { return strings.Compare(a.ID, b.ID) })
 
-	b, m := e.b, e.m
-	per := 3
+	m, tn := e.m, t.Name
+	info, count := newBlock(m.planInfo, len(plans)), newBlock(m.planObjects, len(plans))
+	out := []*block{info, count}
+	var status, lastEnd, lastStatus *block
 	if vspc {
-		per += len(planStatuses) + 1 + len(lastSessionStatuses)
+		status, lastEnd, lastStatus = newBlock(m.planStatus, len(plans)), newBlock(m.planLastEnd, len(plans)), newBlock(m.planLastStatus, len(plans))
+		out = append(out, status, lastEnd, lastStatus)
 	}
-	out := make([]prometheus.Metric, 0, len(plans)*per)
 	for i, p := range plans {
 		if i > 0 && plans[i-1].ID == p.ID {
 			continue
 		}
-		id := b.pair(labelPlanID, p.ID)
-		out = append(out,
-			b.gauge(m.planInfo, 1, t.pair, id,
-				b.pair("plan", p.Name),
-				b.pair("backup_server_id", lower(p.BackupServerID)),
-				b.pair("type", p.Type),
-				b.pair("tenant_id", lower(p.TenantID))),
-			b.gauge(m.planObjects, float64(p.ObjectsCount), t.pair, id))
+		info.add(1, tn, p.ID, p.Name, lower(p.BackupServerID), p.Type, lower(p.TenantID))
+		count.add(float64(p.ObjectsCount), tn, p.ID)
 		if !vspc {
 			continue // EM plans have no status and no session
 		}
-		out = b.stateset(out, m.planStatus, m.planStatus.index(p.Status), t.pair, id)
+		status.add(float64(m.planStatus.index(p.Status)), tn, p.ID)
 		if s := p.LastSession; s != nil {
 			if !s.EndTime.IsZero() {
-				out = append(out, b.gauge(m.planLastEnd, unixSeconds(s.EndTime), t.pair, id))
+				lastEnd.add(unixSeconds(s.EndTime), tn, p.ID)
 			}
-			out = b.stateset(out, m.planLastStatus, m.planLastStatus.index(s.Status), t.pair, id)
+			lastStatus.add(float64(m.planLastStatus.index(s.Status)), tn, p.ID)
 		}
 	}
 	return out, nil
@@ -61,38 +55,46 @@ func (e *Exporter) plans(ctx context.Context, t *target, list func(context.Conte
 // planObjects is the failover_plan_objects collector (VSPC): per plan the
 // VMs by restore status, and per VM (Options.PerObject) its info, restore
 // status and restore point time.
-func (e *Exporter) planObjects(ctx context.Context, t *target) ([]prometheus.Metric, error) {
+func (e *Exporter) planObjects(ctx context.Context, t *target) ([]*block, error) {
 	objs, err := t.VSPC.ListFailoverPlanObjects(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list failover plan objects: %w", err)
 	}
+
 	for i := range objs {
 		objs[i].PlanID = lower(objs[i].PlanID)
 		objs[i].ID = lower(objs[i].ID)
 	}
 	// Grouped by plan for the counts; a (plan, object) pair listed twice
-	// is counted once.
-	slices.SortFunc(objs, func(a, b veeam.FailoverPlanObject) int {
+	// is counted once. An order of indices is sorted rather than the
+	// objects themselves, which are large to swap.
+	order := make([]int32, len(objs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(i, j int32) int {
+		a, b := &objs[i], &objs[j]
 		if c := strings.Compare(a.PlanID, b.PlanID); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
 
-	b, m := e.b, e.m
-	perObject := 0
+	m, tn := e.m, t.Name
+	byStatus := newBlock(m.objectsByStatus, len(objs)/4+1)
+	out := []*block{byStatus}
+	var info, status, point *block
 	if e.opts.PerObject {
-		perObject = 2 + len(restoreStatuses)
+		info, status, point = newBlock(m.objectInfo, len(objs)), newBlock(m.objectStatus, len(objs)), newBlock(m.objectPoint, len(objs))
+		out = append(out, info, status, point)
 	}
-	out := make([]prometheus.Metric, 0, len(objs)*perObject+len(restoreStatuses)*len(objs)/4+16)
 	counts := make([]int, len(restoreStatuses))
-	for i := 0; i < len(objs); {
-		planID := objs[i].PlanID
-		plan := b.pair(labelPlanID, planID)
+	for i := 0; i < len(order); {
+		planID := objs[order[i]].PlanID
 		clear(counts)
-		for ; i < len(objs) && objs[i].PlanID == planID; i++ {
-			o := &objs[i]
-			if i > 0 && objs[i-1].PlanID == planID && objs[i-1].ID == o.ID {
+		for ; i < len(order) && objs[order[i]].PlanID == planID; i++ {
+			o := &objs[order[i]]
+			if i > 0 && objs[order[i-1]].PlanID == planID && objs[order[i-1]].ID == o.ID {
 				continue
 			}
 			st := m.objectStatus.index(o.RestoreStatus)
@@ -100,14 +102,13 @@ func (e *Exporter) planObjects(ctx context.Context, t *target) ([]prometheus.Met
 			if !e.opts.PerObject {
 				continue
 			}
-			id := b.pair(labelObjectID, o.ID)
-			out = append(out, b.gauge(m.objectInfo, 1, t.pair, plan, id, b.pair("object", o.Name), b.pair("host", o.HostName)))
-			out = b.stateset(out, m.objectStatus, st, t.pair, plan, id)
+			info.add(1, tn, planID, o.ID, o.Name, o.HostName)
+			status.add(float64(st), tn, planID, o.ID)
 			if !o.RestorePointTime.IsZero() {
-				out = append(out, b.gauge(m.objectPoint, unixSeconds(o.RestorePointTime), t.pair, plan, id))
+				point.add(unixSeconds(o.RestorePointTime), tn, planID, o.ID)
 			}
 		}
-		out = b.counts(out, m.objectsByStatus, counts, t.pair, plan)
+		byStatus.addCounts(counts, tn, planID)
 	}
 	return out, nil
 }

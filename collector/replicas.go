@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -15,7 +14,7 @@ import (
 
 // replicas is the replicas collector (VBR): per replica its info, state and
 // the time of its newest restore point.
-func (e *Exporter) replicas(ctx context.Context, t *target) ([]prometheus.Metric, error) {
+func (e *Exporter) replicas(ctx context.Context, t *target) ([]*block, error) {
 	var (
 		replicas []veeam.Replica
 		points   []veeam.ReplicaPoint
@@ -49,18 +48,17 @@ func (e *Exporter) replicas(ctx context.Context, t *target) ([]prometheus.Metric
 	}
 	slices.SortFunc(replicas, func(a, b veeam.Replica) int { return strings.Compare(a.ID, b.ID) })
 
-	b, m := e.b, e.m
-	out := make([]prometheus.Metric, 0, len(replicas)*(2+len(replicaStates)))
+	m, tn := e.m, t.Name
+	info, state, point := newBlock(m.replicaInfo, len(replicas)), newBlock(m.replicaState, len(replicas)), newBlock(m.replicaPoint, len(replicas))
 	for i, r := range replicas {
 		if i > 0 && replicas[i-1].ID == r.ID {
 			continue
 		}
-		id := b.pair(labelReplicaID, r.ID)
-		out = append(out, b.gauge(m.replicaInfo, 1, t.pair, id, b.pair("replica", r.Name), b.pair("type", r.Type)))
-		out = b.stateset(out, m.replicaState, m.replicaState.index(r.State), t.pair, id)
+		info.add(1, tn, r.ID, r.Name, r.Type)
+		state.add(float64(m.replicaState.index(r.State)), tn, r.ID)
 		if ts, ok := latest[r.ID]; ok && !ts.IsZero() {
-			out = append(out, b.gauge(m.replicaPoint, unixSeconds(ts), t.pair, id))
+			point.add(unixSeconds(ts), tn, r.ID)
 		}
 	}
-	return out, nil
+	return []*block{info, state, point}, nil
 }

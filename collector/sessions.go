@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
@@ -15,7 +13,7 @@ import (
 // state and result over every session, and per-session series for the
 // newest Options.SessionsPerPlan sessions of each plan. EM has no plan id on
 // a session; its name is the plan's name.
-func (e *Exporter) cloudSessions(ctx context.Context, t *target) ([]prometheus.Metric, error) {
+func (e *Exporter) cloudSessions(ctx context.Context, t *target) ([]*block, error) {
 	sessions, err := t.EM.ListCloudFailoverSessions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list cloud failover sessions: %w", err)
@@ -34,11 +32,14 @@ func (e *Exporter) cloudSessions(ctx context.Context, t *target) ([]prometheus.M
 		return strings.Compare(a.ID, b.ID)
 	})
 
-	b, m := e.b, e.m
+	m, tn := e.m, t.Name
 	n := e.opts.SessionsPerPlan
 	states, results := len(sessionStates), len(sessionResults)
 	counts := make([]int, states*results)
-	out := make([]prometheus.Metric, 0, states*results+min(len(sessions), 64)*(4+states+results))
+	rows := min(len(sessions), 64)
+	info, progress := newBlock(m.sessionInfo, rows), newBlock(m.sessionProgress, rows)
+	state, result := newBlock(m.sessionState, rows), newBlock(m.sessionResult, rows)
+	start, end := newBlock(m.sessionStart, rows), newBlock(m.sessionEnd, rows)
 	seen := make(map[string]struct{}, len(sessions))
 	inPlan := 0
 	for i, s := range sessions {
@@ -56,21 +57,20 @@ func (e *Exporter) cloudSessions(ctx context.Context, t *target) ([]prometheus.M
 			continue
 		}
 		inPlan++
-		id := b.pair(labelSessionID, s.ID)
-		out = append(out,
-			b.gauge(m.sessionInfo, 1, t.pair, id, b.pair("plan", s.Name)),
-			b.gauge(m.sessionProgress, float64(min(max(s.Progress, 0), 100))/100, t.pair, id))
-		out = b.stateset(out, m.sessionState, st, t.pair, id)
-		out = b.stateset(out, m.sessionResult, res, t.pair, id)
+		info.add(1, tn, s.ID, s.Name)
+		progress.add(float64(min(max(s.Progress, 0), 100))/100, tn, s.ID)
+		state.add(float64(st), tn, s.ID)
+		result.add(float64(res), tn, s.ID)
 		if !s.CreationTime.IsZero() {
-			out = append(out, b.gauge(m.sessionStart, unixSeconds(s.CreationTime), t.pair, id))
+			start.add(unixSeconds(s.CreationTime), tn, s.ID)
 		}
 		if !s.EndTime.IsZero() {
-			out = append(out, b.gauge(m.sessionEnd, unixSeconds(s.EndTime), t.pair, id))
+			end.add(unixSeconds(s.EndTime), tn, s.ID)
 		}
 	}
+	total := newBlock(m.sessions, states)
 	for st := range sessionStates {
-		out = b.counts(out, m.sessions, counts[st*results:(st+1)*results], t.pair, m.sessionState.statePairs[st])
+		total.addCounts(counts[st*results:(st+1)*results], tn, sessionStates[st])
 	}
-	return out, nil
+	return []*block{total, info, progress, state, result, start, end}, nil
 }

@@ -36,7 +36,7 @@ type OffsetFunc[T any] func(ctx context.Context, offset, limit int) (items []T, 
 // so that a list that changes during the read neither loses nor duplicates
 // items. When the server returns fewer items than asked for on a page that is
 // not the last, its smaller page size is used for the remaining pages.
-func ReadOffsetPages[T any](ctx context.Context, concurrency, limit int, fetch OffsetFunc[T], id func(T) string) ([]T, error) {
+func ReadOffsetPages[T any, K comparable](ctx context.Context, concurrency, limit int, fetch OffsetFunc[T], id func(T) K) ([]T, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("page size %d", limit)
 	}
@@ -71,17 +71,25 @@ func ReadOffsetPages[T any](ctx context.Context, concurrency, limit int, fetch O
 // list is read again (at most maxPasses passes) and the passes are merged by
 // id: nothing that existed throughout the read is lost, nothing is
 // duplicated, and the newest copy of each item wins.
-func ReadPages[T any](ctx context.Context, concurrency int, fetch PageFunc[T], id func(T) string) ([]T, error) {
+func ReadPages[T any, K comparable](ctx context.Context, concurrency int, fetch PageFunc[T], id func(T) K) ([]T, error) {
 	if concurrency <= 0 {
 		concurrency = 1
 	}
-	m := merger[T]{id: id, index: make(map[string]int)}
+	m := merger[T, K]{id: id}
 	for pass := 1; ; pass++ {
 		pages, stable, err := readPass(ctx, concurrency, fetch)
 		if err != nil {
 			return nil, err
 		}
 		m.pass = pass
+		if pass == 1 {
+			n := 0
+			for _, p := range pages {
+				n += len(p)
+			}
+			m.items = make([]T, 0, n)
+			m.index = make(map[K]int, n)
+		}
 		for _, p := range pages {
 			m.add(p)
 		}
@@ -144,19 +152,21 @@ func readPass[T any](ctx context.Context, concurrency int, fetch PageFunc[T]) ([
 	return pages, stable, nil
 }
 
-// merger accumulates pages, deduplicated by id, keeping first-seen order and
-// the newest value.
-type merger[T any] struct {
+// merger accumulates pages, deduplicated by id (of any comparable type;
+// the zero value means "no id"), keeping first-seen order and the newest
+// value.
+type merger[T any, K comparable] struct {
 	pass  int
-	id    func(T) string
-	index map[string]int
+	id    func(T) K
+	index map[K]int
 	items []T
 }
 
-func (m *merger[T]) add(items []T) {
+func (m *merger[T, K]) add(items []T) {
+	var none K
 	for _, it := range items {
 		k := m.id(it)
-		if k == "" {
+		if k == none {
 			// Without an id an item cannot be matched across passes:
 			// take it from the first pass only.
 			if m.pass == 1 {

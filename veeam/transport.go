@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	promconfig "github.com/prometheus/common/config"
@@ -75,7 +76,24 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+
+	pool *sync.Pool // where Body's buffer goes back on Release
 }
+
+// Release hands Body's buffer back to the transport for the next response.
+// Nothing may use Body, or anything decoded that still points into it,
+// afterwards. Not calling it is fine: the buffer is then garbage collected.
+func (r *Response) Release() {
+	if r.pool == nil || cap(r.Body) > maxPooledBody {
+		return
+	}
+	b, pool := r.Body[:0], r.pool
+	r.Body, r.pool = nil, nil
+	pool.Put(&b)
+}
+
+// maxPooledBody bounds the buffers kept for reuse.
+const maxPooledBody = 4 << 20
 
 // OK reports a 2xx status.
 func (r *Response) OK() bool { return r.Status >= 200 && r.Status < 300 }
@@ -120,6 +138,9 @@ type Transport struct {
 	attempts int
 	classify Classifier
 	logger   *slog.Logger
+	// bufs holds response buffers (*[]byte) for reuse: a scrape reads
+	// hundreds of pages of ~300 KB each.
+	bufs sync.Pool
 	// sleep waits d or until ctx ends; replaced in tests.
 	sleep func(ctx context.Context, d time.Duration) error
 }
@@ -188,6 +209,13 @@ func (t *Transport) Timeout() time.Duration { return t.timeout }
 
 // Concurrency is the bound on requests in flight.
 func (t *Transport) Concurrency() int { return cap(t.sem) }
+
+// PageReaders is how many pages of a list to read at once: half as many
+// again as the requests allowed in flight, so that pages are decoded while
+// the next requests are already out (the transport still bounds those to
+// Concurrency). With a concurrency of 1 pages are read strictly one after
+// another.
+func (t *Transport) PageReaders() int { return cap(t.sem) + cap(t.sem)/2 }
 
 // Logger is the target's logger (never nil).
 func (t *Transport) Logger() *slog.Logger { return t.logger }
@@ -327,14 +355,39 @@ func (t *Transport) once(ctx context.Context, req *Request) (*Response, error) {
 		return nil, &noResponseError{err: err}
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, t.maxBody+1))
+	b, err := t.readBody(resp)
 	if err != nil {
-		return nil, fmt.Errorf("read body (status %d): %w", resp.StatusCode, err)
+		return nil, err
 	}
-	if int64(len(b)) > t.maxBody {
-		return nil, fmt.Errorf("%w (%d bytes)", ErrResponseTooLarge, t.maxBody)
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b, pool: &t.bufs}, nil
+}
+
+// readBody reads a whole body into a reused buffer, sized from
+// Content-Length when the server sends one.
+func (t *Transport) readBody(resp *http.Response) ([]byte, error) {
+	var b []byte
+	if p, ok := t.bufs.Get().(*[]byte); ok {
+		b = (*p)[:0]
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+	if n := resp.ContentLength; n > int64(cap(b)) && n <= t.maxBody {
+		b = make([]byte, 0, n+512) // +512: room to see EOF without growing
+	}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := resp.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > t.maxBody {
+			return nil, fmt.Errorf("%w (%d bytes)", ErrResponseTooLarge, t.maxBody)
+		}
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read body (status %d): %w", resp.StatusCode, err)
+		}
+	}
 }
 
 // backoff is the full-jitter wait before attempt n+1.

@@ -188,6 +188,7 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 		return zero, err
 	}
 	v, err := dec(resp.Body)
+	resp.Release() // the decoders keep nothing of the body
 	if err != nil {
 		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
 	}
@@ -197,8 +198,8 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 // query reads every page of a query service type as entities, sorted by
 // sortAsc so that pages are stable (sessions by CreationTime: new ones are
 // appended at the end, where they shift nothing).
-func query[T any](ctx context.Context, c *Client, typ, sortAsc string, dec func([]byte) (Page[T], error), id func(T) string) ([]T, error) {
-	return veeam.ReadPages(ctx, c.t.Concurrency(), func(ctx context.Context, n int) ([]T, veeam.PageInfo, error) {
+func query[T any, K comparable](ctx context.Context, c *Client, typ, sortAsc string, dec func([]byte) (Page[T], error), id func(T) K) ([]T, error) {
+	return veeam.ReadPages(ctx, c.t.PageReaders(), func(ctx context.Context, n int) ([]T, veeam.PageInfo, error) {
 		q := url.Values{
 			"type":     {typ},
 			"format":   {"Entities"},

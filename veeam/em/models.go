@@ -483,8 +483,21 @@ func decodePlanEntities(body []byte) ([]planEntity, int, error) {
 	return items, q.pages(), nil
 }
 
-// DecodeSessionQuery decodes a QueryResult of CloudFailoverSession entities.
+// DecodeSessionQuery decodes a QueryResult of CloudFailoverSession entities
+// (XML or JSON). The JSON EM sends is read by a fast path; other shapes
+// fall back to decodeSessionQuery.
 func DecodeSessionQuery(body []byte) (Page[veeam.CloudFailoverSession], error) {
+	if !isXML(body) {
+		if p, ok := fastSessionQuery(body); ok {
+			return p, nil
+		}
+	}
+	return decodeSessionQuery(body)
+}
+
+// decodeSessionQuery decodes a QueryResult of CloudFailoverSession entities
+// with encoding/xml or encoding/json.
+func decodeSessionQuery(body []byte) (Page[veeam.CloudFailoverSession], error) {
 	q, err := decodeQuery(body)
 	if err != nil {
 		return Page[veeam.CloudFailoverSession]{}, err

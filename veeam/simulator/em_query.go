@@ -341,7 +341,7 @@ func emSelect(rows emQueryRows, f emFilter, sortBy *emProp, desc bool) []int {
 		}
 	}
 	if sortBy != nil {
-		slices.SortStableFunc(idx, func(x, y int) int {
+		cmp := func(x, y int) int {
 			a, b := rows.get(x, sortBy.name), rows.get(y, sortBy.name)
 			var c int
 			switch {
@@ -357,7 +357,12 @@ func emSelect(rows emQueryRows, f emFilter, sortBy *emProp, desc bool) []int {
 				c = -c
 			}
 			return c
-		})
+		}
+		// Every page of a list read sorts the whole result: skip the sort
+		// when it would change nothing (sessions are kept by creation time).
+		if !slices.IsSortedFunc(idx, cmp) {
+			slices.SortStableFunc(idx, cmp)
+		}
 	}
 	return idx
 }

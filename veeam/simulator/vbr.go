@@ -146,6 +146,11 @@ type vbrAPI struct {
 	outcome string
 	hang    bool
 	calls   []VBRFailoverCall
+
+	// pointOrder caches every point sorted by a column and direction (key
+	// "CreationTime/asc"): points and the fields they sort by never change
+	// once the estate is built, and a list read asks for every page.
+	pointOrder map[string][]*VBRReplicaPoint
 }
 
 // newVBR builds the estate. o must already carry defaults (Start applies

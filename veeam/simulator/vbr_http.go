@@ -309,12 +309,15 @@ func (r vbrTimeRange) match(t time.Time) bool {
 // skip, then limit [C: filter and sort first, then skip, then limit].
 func vbrPage[T any](items []T, v *vbrQuery, less map[string]func(a, b T) int) ([]T, vbrPagination) {
 	if f := less[v.orderColumn]; f != nil {
-		slices.SortStableFunc(items, func(a, b T) int {
+		cmp := func(a, b T) int {
 			if v.orderAsc {
 				return f(a, b)
 			}
 			return f(b, a)
-		})
+		}
+		if !slices.IsSortedFunc(items, cmp) { // a stable sort of sorted items changes nothing
+			slices.SortStableFunc(items, cmp)
+		}
 	}
 	total := len(items)
 	lo := min(v.skip, total)
@@ -360,24 +363,31 @@ func (a *vbrAPI) listReplicas(w http.ResponseWriter, r *http.Request, ver int) {
 	}
 	a.mu.Lock()
 	a.advanceLocked(a.now())
-	var items []VBRReplica
+	// Pointers are filtered and sorted, and only the page is copied, under
+	// the lock: a list read asks for every page, and copying and sorting
+	// the whole collection by value for each made reading it quadratic.
+	var items []*VBRReplica
 	for _, rp := range a.replicas {
 		x := &rp.VBRReplica
 		if vbrNameMatch(name, x.Name) && created.match(x.CreationTime) &&
 			(platformID == "" || x.PlatformID == platformID) && (jobID == "" || x.JobID == jobID) &&
 			(state == "" || x.State == state) && (policy == "" || strings.EqualFold(x.PolicyUniqueID, policy)) {
-			items = append(items, *x)
+			items = append(items, x)
 		}
 	}
-	a.mu.Unlock()
-	page, pg := vbrPage(items, v, map[string]func(a, b VBRReplica) int{
-		"Name":         func(a, b VBRReplica) int { return strings.Compare(a.Name, b.Name) },
-		"CreationTime": func(a, b VBRReplica) int { return a.CreationTime.Compare(b.CreationTime) },
-		"PlatformId":   func(a, b VBRReplica) int { return strings.Compare(a.PlatformID, b.PlatformID) },
-		"JobId":        func(a, b VBRReplica) int { return strings.Compare(a.JobID, b.JobID) },
-		"PolicyTag":    func(a, b VBRReplica) int { return strings.Compare(a.PolicyUniqueID, b.PolicyUniqueID) },
-		"State":        func(a, b VBRReplica) int { return strings.Compare(a.State, b.State) },
+	ptrs, pg := vbrPage(items, v, map[string]func(a, b *VBRReplica) int{
+		"Name":         func(a, b *VBRReplica) int { return strings.Compare(a.Name, b.Name) },
+		"CreationTime": func(a, b *VBRReplica) int { return a.CreationTime.Compare(b.CreationTime) },
+		"PlatformId":   func(a, b *VBRReplica) int { return strings.Compare(a.PlatformID, b.PlatformID) },
+		"JobId":        func(a, b *VBRReplica) int { return strings.Compare(a.JobID, b.JobID) },
+		"PolicyTag":    func(a, b *VBRReplica) int { return strings.Compare(a.PolicyUniqueID, b.PolicyUniqueID) },
+		"State":        func(a, b *VBRReplica) int { return strings.Compare(a.State, b.State) },
 	})
+	page := make([]VBRReplica, len(ptrs))
+	for i, x := range ptrs {
+		page[i] = *x
+	}
+	a.mu.Unlock()
 	out := vbrCollection[vbrReplicaJSON]{Data: make([]vbrReplicaJSON, len(page)), Pagination: pg}
 	for i := range page {
 		out.Data[i] = vbrReplicaToJSON(&page[i], ver)
@@ -424,6 +434,12 @@ func (a *vbrAPI) listPoints(w http.ResponseWriter, r *http.Request, replicaID st
 			(platformID == "" || p.PlatformID == platformID) && (filterReplica == "" || p.ReplicaID == filterReplica) &&
 			(platform == "" || p.PlatformName == platform) && (malware == "" || p.MalwareStatus == malware)
 	}
+	order := map[string]func(a, b *VBRReplicaPoint) int{
+		"CreationTime": func(a, b *VBRReplicaPoint) int { return a.CreationTime.Compare(b.CreationTime) },
+		"PlatformId":   func(a, b *VBRReplicaPoint) int { return strings.Compare(a.PlatformID, b.PlatformID) },
+		"ReplicaId":    func(a, b *VBRReplicaPoint) int { return strings.Compare(a.ReplicaID, b.ReplicaID) },
+		"Name":         func(a, b *VBRReplicaPoint) int { return strings.Compare(a.Name, b.Name) },
+	}
 	a.mu.Lock()
 	a.advanceLocked(a.now())
 	src := a.points
@@ -432,25 +448,53 @@ func (a *vbrAPI) listPoints(w http.ResponseWriter, r *http.Request, replicaID st
 		if rp, ok := a.replicaBy[strings.ToLower(replicaID)]; ok {
 			src = rp.points
 		}
+	} else if f := order[v.orderColumn]; f != nil {
+		// Already in the order asked for; filtering keeps it, so vbrPage
+		// finds the items sorted.
+		src = a.pointsBy(v.orderColumn, v.orderAsc, f)
 	}
-	var items []VBRReplicaPoint
+	// As in listReplicas: pointers sorted, only the page copied.
+	var items []*VBRReplicaPoint
 	for _, p := range src {
 		if match(p) {
-			items = append(items, *p)
+			items = append(items, p)
 		}
 	}
+	ptrs, pg := vbrPage(items, v, order)
+	page := make([]VBRReplicaPoint, len(ptrs))
+	for i, p := range ptrs {
+		page[i] = *p
+	}
 	a.mu.Unlock()
-	page, pg := vbrPage(items, v, map[string]func(a, b VBRReplicaPoint) int{
-		"CreationTime": func(a, b VBRReplicaPoint) int { return a.CreationTime.Compare(b.CreationTime) },
-		"PlatformId":   func(a, b VBRReplicaPoint) int { return strings.Compare(a.PlatformID, b.PlatformID) },
-		"ReplicaId":    func(a, b VBRReplicaPoint) int { return strings.Compare(a.ReplicaID, b.ReplicaID) },
-		"Name":         func(a, b VBRReplicaPoint) int { return strings.Compare(a.Name, b.Name) },
-	})
 	out := vbrCollection[vbrPointJSON]{Data: make([]vbrPointJSON, len(page)), Pagination: pg}
 	for i := range page {
 		out.Data[i] = vbrPointToJSON(&page[i])
 	}
 	writeVBRJSON(w, http.StatusOK, out)
+}
+
+// pointsBy returns every point stably sorted by f, ascending or not,
+// computed once per order; a.mu held.
+func (a *vbrAPI) pointsBy(column string, asc bool, f func(a, b *VBRReplicaPoint) int) []*VBRReplicaPoint {
+	key := column + "/desc"
+	if asc {
+		key = column + "/asc"
+	}
+	if s, ok := a.pointOrder[key]; ok && len(s) == len(a.points) {
+		return s
+	}
+	s := slices.Clone(a.points)
+	slices.SortStableFunc(s, func(x, y *VBRReplicaPoint) int {
+		if asc {
+			return f(x, y)
+		}
+		return f(y, x)
+	})
+	if a.pointOrder == nil {
+		a.pointOrder = map[string][]*VBRReplicaPoint{}
+	}
+	a.pointOrder[key] = s
+	return s
 }
 
 func (a *vbrAPI) getPoint(w http.ResponseWriter, id string) {

@@ -170,6 +170,19 @@ type vspcResp struct {
 	status   int
 	body     []byte
 	location string
+	// render, when set, writes the body after the API's lock is released,
+	// from copies taken under it (large list pages).
+	render func(*bytes.Buffer)
+}
+
+// rendered returns r with its body written.
+func (r vspcResp) rendered() vspcResp {
+	if r.render != nil {
+		var b bytes.Buffer
+		r.render(&b)
+		r.body, r.render = b.Bytes(), nil
+	}
+	return r
 }
 
 type vspcIdem struct {
@@ -744,7 +757,7 @@ func (a *vspcAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp = a.handle(r, now, segs, lsegs, body)
 	}
 	a.mu.Unlock()
-	a.send(w, resp)
+	a.send(w, resp.rendered())
 }
 
 // vspcStamp drops what the product's 7-digit fractions cannot show, so that
@@ -843,7 +856,7 @@ func (a *vspcAPI) idempotent(req *vspcRequest) vspcResp {
 		s := string(req.body)
 		as.body = &s
 	}
-	resp := a.routeAsync(req, as)
+	resp := a.routeAsync(req, as).rendered()
 	if resp.status != http.StatusAccepted {
 		as.result = resp
 		as.status = "succeed"
@@ -1000,9 +1013,21 @@ func (a *vspcAPI) listObjects(req *vspcRequest, objs []*vspcObject) vspcResp {
 		return queryErr(err)
 	}
 	page, total := lq.page(objs)
-	var b bytes.Buffer
-	writeCollection(&b, page, total, lq.offset, func(b *bytes.Buffer, o *vspcObject) { a.writeObject(b, o, lq.sel) })
-	return vspcResp{status: http.StatusOK, body: b.Bytes()}
+	// Rendered once the lock is released (ServeHTTP), from copies taken
+	// under it, so that concurrent page reads render in parallel as a real
+	// server's would instead of one after another. What writeObject reads
+	// of the plan (uid, server, site) never changes.
+	snap := make([]vspcObject, len(page))
+	ptrs := make([]*vspcObject, len(page))
+	for i, o := range page {
+		snap[i] = *o
+		ptrs[i] = &snap[i]
+	}
+	offset, sel := lq.offset, lq.sel
+	return vspcResp{status: http.StatusOK, render: func(b *bytes.Buffer) {
+		b.Grow(700 * len(ptrs))
+		writeCollection(b, ptrs, total, offset, func(b *bytes.Buffer, o *vspcObject) { a.writeObject(b, o, sel) })
+	}}
 }
 
 func (a *vspcAPI) getPlan(req *vspcRequest, p *vspcPlan) vspcResp {

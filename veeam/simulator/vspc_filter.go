@@ -648,7 +648,11 @@ func (o *jsonObject) uid(name string, u uid) {
 		if u.isZero() {
 			o.b.WriteString("null")
 		} else {
-			writeJSONString(o.b, u.String())
+			// Straight into the buffer: list pages write six per object.
+			var q [38]byte
+			q[0], q[37] = '"', '"'
+			putUUID(q[1:37], u.b, u.upper)
+			o.b.Write(q[:])
 		}
 	}
 }
@@ -677,7 +681,7 @@ func (o *jsonObject) time(name string, t time.Time) {
 			o.b.WriteString("null")
 		} else {
 			o.b.WriteByte('"')
-			o.b.WriteString(formatVSPCTime(t))
+			o.b.Write(t.UTC().AppendFormat(o.b.AvailableBuffer(), vspcTimeLayout))
 			o.b.WriteByte('"')
 		}
 	}
@@ -710,8 +714,6 @@ func writeJSONString(b *bytes.Buffer, s string) {
 
 const vspcTimeLayout = "2006-01-02T15:04:05.0000000-07:00"
 
-func formatVSPCTime(t time.Time) string { return t.UTC().Format(vspcTimeLayout) }
-
 // parseVSPCTime accepts ISO-8601 date-times with or without a zone (UTC
 // assumed) and bare dates.
 func parseVSPCTime(s string) (time.Time, bool) {
@@ -734,12 +736,18 @@ func (u uid) isZero() bool   { return u.b == [16]byte{} }
 func (u uid) String() string { return formatUUID(u.b, u.upper) }
 
 func formatUUID(b [16]byte, upper bool) string {
+	var out [36]byte
+	putUUID(out[:], b, upper)
+	return string(out[:])
+}
+
+// putUUID writes the 36 characters of b into out.
+func putUUID(out []byte, b [16]byte, upper bool) {
 	const lower, capital = "0123456789abcdef", "0123456789ABCDEF"
 	digits := lower
 	if upper {
 		digits = capital
 	}
-	var out [36]byte
 	j := 0
 	for i, c := range b {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
@@ -749,7 +757,6 @@ func formatUUID(b [16]byte, upper bool) string {
 		out[j], out[j+1] = digits[c>>4], digits[c&0xf]
 		j += 2
 	}
-	return string(out[:])
 }
 
 // parseUUID accepts the 36-character form in either case, with or without

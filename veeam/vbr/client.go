@@ -188,14 +188,15 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 		return zero, err
 	}
 	v, err := dec(resp.Body)
+	resp.Release() // the decoders keep nothing of the body
 	if err != nil {
 		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
 	}
 	return v, nil
 }
 
-func list[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) ([]T, int, error), id func(T) string) ([]T, error) {
-	return veeam.ReadOffsetPages(ctx, c.t.Concurrency(), PageSize, func(ctx context.Context, skip, limit int) ([]T, int, error) {
+func list[T any, K comparable](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) ([]T, int, error), id func(T) K) ([]T, error) {
+	return veeam.ReadOffsetPages(ctx, c.t.PageReaders(), PageSize, func(ctx context.Context, skip, limit int) ([]T, int, error) {
 		pq := url.Values{}
 		for k, v := range q {
 			pq[k] = v

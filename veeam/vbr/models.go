@@ -143,16 +143,6 @@ func decodeObject[W any, T any](body []byte, conv func(*W) T) (T, error) {
 	return conv(w), nil
 }
 
-// DecodeReplicas decodes a ReplicasResult page and its total.
-func DecodeReplicas(body []byte) ([]veeam.Replica, int, error) {
-	return decodeCollection(body, (*wireReplica).replica)
-}
-
-// DecodeReplicaPoints decodes a ReplicaPointsResult page and its total.
-func DecodeReplicaPoints(body []byte) ([]veeam.ReplicaPoint, int, error) {
-	return decodeCollection(body, (*wirePoint).point)
-}
-
 // DecodeSessions decodes a SessionsResult page and its total.
 func DecodeSessions(body []byte) ([]veeam.Session, int, error) {
 	return decodeCollection(body, (*wireSession).session)

@@ -154,6 +154,7 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 			Message: "read answered asynchronously (202); not supported"}
 	}
 	v, err := dec(resp.Body)
+	resp.Release() // the decoders keep nothing of the body
 	if err != nil {
 		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
 	}
@@ -161,8 +162,8 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec f
 }
 
 // list reads every page of a collection.
-func list[T any](ctx context.Context, c *Client, path string, dec func([]byte) ([]T, int, error), id func(T) string) ([]T, error) {
-	return veeam.ReadOffsetPages(ctx, c.t.Concurrency(), PageSize, func(ctx context.Context, offset, limit int) ([]T, int, error) {
+func list[T any, K comparable](ctx context.Context, c *Client, path string, dec func([]byte) ([]T, int, error), id func(T) K) ([]T, error) {
+	return veeam.ReadOffsetPages(ctx, c.t.PageReaders(), PageSize, func(ctx context.Context, offset, limit int) ([]T, int, error) {
 		q := url.Values{"limit": {fmt.Sprint(limit)}, "offset": {fmt.Sprint(offset)}}
 		type pg struct {
 			items []T

@@ -19,12 +19,15 @@ const (
 
 func planKey(p veeam.FailoverPlan) string { return p.ID }
 
-// objects can sit in several plans, so a plan object is keyed by both.
-func objectKey(o veeam.FailoverPlanObject) string {
+// objectID identifies a plan object: objects can sit in several plans, so
+// it is keyed by both (the zero value: no id).
+type objectID struct{ plan, id string }
+
+func objectKey(o veeam.FailoverPlanObject) objectID {
 	if o.ID == "" {
-		return ""
+		return objectID{}
 	}
-	return o.PlanID + "/" + o.ID
+	return objectID{o.PlanID, o.ID}
 }
 
 // ListFailoverPlans reads all failover plans of all backup servers.

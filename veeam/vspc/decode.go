@@ -1,0 +1,251 @@
+package vspc
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/jsonr"
+)
+
+// The list pages are decoded with jsonr rather than encoding/json: a
+// service provider's 50,000 plan objects are 100 pages of 500, and the
+// reflective decoder was most of a scrape's CPU time. The result is what
+// decodeList over the wire types gives (the tests compare the two), except
+// that times are in UTC.
+
+// key matches member keys as encoding/json does.
+func key(k []byte, name string) bool { return jsonr.Key(k, name) }
+
+// readEnvelope reads {data: [...], meta: {pagingInfo: {total}}} and hands
+// each element of data to item; it returns the total (the item count when
+// the page has no pagingInfo). Repeated keys behave as with encoding/json's
+// pointers: the last data wins, and a later meta or pagingInfo object
+// updates the earlier one unless a null came between.
+func readEnvelope(body []byte, item func(r *jsonr.Reader), reset func()) (int, error) {
+	r := jsonr.New(body)
+	var (
+		hasData, hasMeta, hasPaging bool
+		total, count                int
+	)
+	r.Object("response", func(k []byte) {
+		switch {
+		case key(k, "data"):
+			reset()
+			count = 0
+			hasData = r.Array("data", func() { item(r); count++ })
+		case key(k, "meta"):
+			if r.Null() {
+				hasMeta, hasPaging, total = false, false, 0
+				return
+			}
+			if !hasMeta {
+				hasMeta, hasPaging, total = true, false, 0
+			}
+			r.Object("meta", func(k []byte) {
+				if !key(k, "pagingInfo") {
+					r.Skip()
+					return
+				}
+				if r.Null() {
+					hasPaging, total = false, 0
+					return
+				}
+				if !hasPaging {
+					hasPaging, total = true, 0
+				}
+				r.Object("pagingInfo", func(k []byte) {
+					switch {
+					case key(k, "total"):
+						total = r.Int("total")
+					case key(k, "count"):
+						r.Int("count")
+					case key(k, "offset"):
+						r.Int("offset")
+					default:
+						r.Skip()
+					}
+				})
+			})
+		default:
+			r.Skip()
+		}
+	})
+	if err := r.End(); err != nil {
+		return 0, err
+	}
+	if !hasData {
+		return 0, errors.New("response has no data")
+	}
+	if !hasMeta || !hasPaging {
+		return count, nil
+	}
+	if total < 0 {
+		return 0, fmt.Errorf("negative total %d", total)
+	}
+	return total, nil
+}
+
+// timeField reads a *string date-time: null and unparsable values are the
+// zero time.
+func timeField(r *jsonr.Reader, field string) time.Time {
+	b, ok := r.Bytes(field)
+	if !ok {
+		return time.Time{}
+	}
+	t, _ := veeam.ParseTimeBytes(b)
+	return t
+}
+
+// idField reads a string or *string id (null: ""). Ids that repeat on a
+// page (the plan of an object, a backup server) are shared through in;
+// pass nil for ids that are unique.
+func idField(r *jsonr.Reader, in *jsonr.Interner, field string) string {
+	b, ok := r.Bytes(field)
+	switch {
+	case !ok:
+		return ""
+	case in == nil:
+		return veeam.NormalizeIDBytes(b)
+	}
+	return in.ID(b)
+}
+
+// DecodePlanObjects decodes a failover plan object collection page (items
+// and total); exported for the fuzz target's benefit and for tools that
+// read captured responses.
+func DecodePlanObjects(body []byte) ([]veeam.FailoverPlanObject, int, error) {
+	in := jsonr.NewInterner(veeam.NormalizeIDBytes)
+	items := make([]veeam.FailoverPlanObject, 0, len(body)/1024+1) // objects are ~600 bytes
+	total, err := readEnvelope(body, func(r *jsonr.Reader) {
+		var o veeam.FailoverPlanObject
+		r.Object("data[]", func(k []byte) { objectField(r, in, k, &o) })
+		items = append(items, o)
+	}, func() { items = items[:0] })
+	if err != nil {
+		return nil, 0, err
+	}
+	if items == nil {
+		items = []veeam.FailoverPlanObject{}
+	}
+	return items, total, nil
+}
+
+// objectField reads one member of a BackupFailoverPlanObject.
+func objectField(r *jsonr.Reader, in *jsonr.Interner, k []byte, o *veeam.FailoverPlanObject) {
+	switch {
+	case key(k, "instanceUid"):
+		o.ID = idField(r, nil, "instanceUid")
+	case key(k, "planUid"):
+		o.PlanID = idField(r, in, "planUid")
+	case key(k, "name"):
+		o.Name = r.String("name")
+	case key(k, "hostName"):
+		b, _ := r.Bytes("hostName")
+		o.HostName = in.Str(b)
+	case key(k, "backupServerUid"):
+		o.BackupServerID = idField(r, in, "backupServerUid")
+	case key(k, "folderName"):
+		r.Bytes("folderName") // type-checked, not kept
+	case key(k, "path"):
+		r.Bytes("path")
+	case key(k, "restoreSession"):
+		if r.Null() {
+			o.RestoreStatus, o.RestorePointID = "", ""
+			o.RestorePointTime, o.RestoreStartTime, o.RestoreEndTime = time.Time{}, time.Time{}, time.Time{}
+			return
+		}
+		r.Object("restoreSession", func(k []byte) {
+			switch {
+			case key(k, "backupStatus"):
+				b, _ := r.Bytes("backupStatus")
+				o.RestoreStatus = in.Str(b)
+			case key(k, "restorePointUid"):
+				o.RestorePointID = idField(r, nil, "restorePointUid")
+			case key(k, "restorePointDateTime"):
+				o.RestorePointTime = timeField(r, "restorePointDateTime")
+			case key(k, "startDateTime"):
+				o.RestoreStartTime = timeField(r, "startDateTime")
+			case key(k, "endDateTime"):
+				o.RestoreEndTime = timeField(r, "endDateTime")
+			case key(k, "instanceUid"):
+				r.Bytes("instanceUid")
+			default:
+				r.Skip()
+			}
+		})
+	default:
+		r.Skip()
+	}
+}
+
+// DecodePlans decodes a failover plan collection page (items and total).
+func DecodePlans(body []byte) ([]veeam.FailoverPlan, int, error) {
+	in := jsonr.NewInterner(veeam.NormalizeIDBytes)
+	var items []veeam.FailoverPlan
+	total, err := readEnvelope(body, func(r *jsonr.Reader) {
+		var p veeam.FailoverPlan
+		r.Object("data[]", func(k []byte) { planField(r, in, k, &p) })
+		items = append(items, p)
+	}, func() { items = items[:0] })
+	if err != nil {
+		return nil, 0, err
+	}
+	if items == nil {
+		items = []veeam.FailoverPlan{}
+	}
+	return items, total, nil
+}
+
+// planField reads one member of a BackupFailoverPlan.
+func planField(r *jsonr.Reader, in *jsonr.Interner, k []byte, p *veeam.FailoverPlan) {
+	switch {
+	case key(k, "instanceUid"):
+		p.ID = idField(r, nil, "instanceUid")
+	case key(k, "originalUid"):
+		r.Bytes("originalUid")
+	case key(k, "backupServerUid"):
+		p.BackupServerID = idField(r, in, "backupServerUid")
+	case key(k, "name"):
+		p.Name = r.String("name")
+	case key(k, "type"):
+		b, _ := r.Bytes("type")
+		p.Type = in.Str(b)
+	case key(k, "status"):
+		b, _ := r.Bytes("status")
+		p.Status = in.Str(b)
+	case key(k, "tenantUid"):
+		p.TenantID = idField(r, in, "tenantUid")
+	case key(k, "objectsCount"):
+		p.ObjectsCount = r.Int("objectsCount")
+	case key(k, "lastSession"):
+		if r.Null() {
+			p.LastSession = nil
+			return
+		}
+		s := p.LastSession
+		if s == nil {
+			s = &veeam.PlanSession{}
+		}
+		if r.Object("lastSession", func(k []byte) {
+			switch {
+			case key(k, "instanceUid"):
+				s.ID = idField(r, nil, "instanceUid")
+			case key(k, "endTime"):
+				s.EndTime = timeField(r, "endTime")
+			case key(k, "status"):
+				b, _ := r.Bytes("status")
+				s.Status = in.Str(b)
+			case key(k, "message"):
+				s.Message = r.String("message")
+			default:
+				r.Skip()
+			}
+		}) {
+			p.LastSession = s
+		}
+	default:
+		r.Skip()
+	}
+}
