@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -138,30 +139,6 @@ trigger:
 `, vspcTarget, allowList(objs, "vspc-site-down"), emTarget, allowList(objs, "em-site-down"), vbrTarget, allowList(objs, "vm-down"))
 }
 
-// Alertmanager webhook payload, version 4.
-type amAlert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-}
-
-type amPayload struct {
-	Version           string            `json:"version"`
-	GroupKey          string            `json:"groupKey"`
-	TruncatedAlerts   int               `json:"truncatedAlerts"`
-	Status            string            `json:"status"`
-	Receiver          string            `json:"receiver"`
-	GroupLabels       map[string]string `json:"groupLabels"`
-	CommonLabels      map[string]string `json:"commonLabels"`
-	CommonAnnotations map[string]string `json:"commonAnnotations"`
-	ExternalURL       string            `json:"externalURL"`
-	Alerts            []amAlert         `json:"alerts"`
-}
-
 // notifications builds n notifications, shuffled: 60% repeats of 20 alert
 // groups (Alertmanager's repeat_interval and HA peers: dedup after the
 // first), 20% new groups on the same objects (cooldown), 10% alerts no rule
@@ -169,27 +146,19 @@ type amPayload struct {
 // acts exactly once per object; the rest is blocked.
 func notifications(objs []whObject, n int, now time.Time) (bodies [][]byte, expected map[string]int) {
 	rng := rand.New(rand.NewPCG(8, 8))
-	alerts := func(o whObject, status string, startsAt time.Time, count int) []amAlert {
-		var as []amAlert
+	alerts := func(o whObject, status string, startsAt time.Time, count int) []amtest.Alert {
+		var as []amtest.Alert
 		for i := range count {
-			as = append(as, amAlert{
-				Status:      status,
-				Labels:      map[string]string{"alertname": o.alertname, o.label: o.value, "instance": fmt.Sprintf("host-%d", i), "severity": "critical"},
-				Annotations: map[string]string{"summary": o.alertname + " on " + o.value},
-				StartsAt:    startsAt,
-			})
+			a := amtest.Firing(startsAt, "alertname", o.alertname, o.label, o.value, "instance", fmt.Sprintf("host-%d", i), "severity", "critical")
+			if status == "resolved" {
+				a = amtest.Resolved(startsAt, "alertname", o.alertname, o.label, o.value, "instance", fmt.Sprintf("host-%d", i), "severity", "critical")
+			}
+			as = append(as, a)
 		}
 		return as
 	}
-	payload := func(groupKey, status string, as []amAlert) []byte {
-		p := amPayload{
-			Version: "4", GroupKey: groupKey, Status: status, Receiver: "veeam-failover",
-			GroupLabels:  map[string]string{"alertname": as[0].Labels["alertname"]},
-			CommonLabels: map[string]string{"alertname": as[0].Labels["alertname"]},
-			ExternalURL:  "http://alertmanager:9093", Alerts: as,
-		}
-		b, _ := json.Marshal(p)
-		return b
+	payload := func(groupKey string, as []amtest.Alert) []byte {
+		return amtest.Notification(groupKey, as...).JSON()
 	}
 	const groups = 20
 	templates := make([][]byte, groups)
@@ -199,8 +168,8 @@ func notifications(objs []whObject, n int, now time.Time) (bodies [][]byte, expe
 		o := objs[i%len(objs)]
 		gk := fmt.Sprintf(`{}/{severity="critical"}:{alertname=%q, group="%d"}`, o.alertname, i)
 		start := now.Add(-time.Duration(10+i) * time.Minute)
-		templates[i] = payload(gk, "firing", alerts(o, "firing", start, 1+i%3))
-		resolved[i] = payload(gk, "resolved", alerts(o, "resolved", start, 1+i%3))
+		templates[i] = payload(gk, alerts(o, "firing", start, 1+i%3))
+		resolved[i] = payload(gk, alerts(o, "resolved", start, 1+i%3))
 		expected[o.rule+"/"+o.value] = 1
 	}
 	other := whObject{"", "DiskFull", "device", "sda"}
@@ -211,10 +180,10 @@ func notifications(objs []whObject, n int, now time.Time) (bodies [][]byte, expe
 		case r < 8:
 			o := objs[k%len(objs)]
 			start := now.Add(-time.Duration(k) * time.Second)
-			bodies = append(bodies, payload(fmt.Sprintf(`{}:{alertname=%q, n="%d"}`, o.alertname, k), "firing", alerts(o, "firing", start, 1+k%2)))
+			bodies = append(bodies, payload(fmt.Sprintf(`{}:{alertname=%q, n="%d"}`, o.alertname, k), alerts(o, "firing", start, 1+k%2)))
 			expected[o.rule+"/"+o.value] = 1
 		case r == 8:
-			bodies = append(bodies, payload(fmt.Sprintf(`{}:{alertname="DiskFull", n="%d"}`, k), "firing", alerts(other, "firing", now.Add(-time.Hour), 1)))
+			bodies = append(bodies, payload(fmt.Sprintf(`{}:{alertname="DiskFull", n="%d"}`, k), alerts(other, "firing", now.Add(-time.Hour), 1)))
 		default:
 			bodies = append(bodies, resolved[k%groups])
 		}

@@ -1,6 +1,7 @@
 package trigger
 
 import (
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -61,9 +62,9 @@ func TestGuards(t *testing.T) {
 		if h.tr.Armed() || h.tr.status().Armed {
 			t.Fatal("armed with the kill switch file present")
 		}
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", guardKillSwitch, p, 0)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", guardKillSwitch, p, 0)
 		// Unmatched alerts stop at the kill switch too, under rule "none".
-		ans := h.post(t, notification(t, "g0", firingAlert(now, "alertname", "Other")))
+		ans := h.post(t, amtest.Notification("g0", amtest.Firing(now, "alertname", "Other")).JSON())
 		if d := only(t, ans, ruleNone); d.Guard != guardKillSwitch {
 			t.Fatalf("unmatched alert stopped by %s", d.Guard)
 		}
@@ -73,36 +74,36 @@ func TestGuards(t *testing.T) {
 		if !h.tr.Armed() {
 			t.Fatal("not armed without the kill switch file")
 		}
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", verdictDecided, p, 1)
 	})
 
 	t.Run("match", func(t *testing.T) {
 		p := plan()
 		h := newHarness(t, baseConfig(t.TempDir(), start("r", p)), env.actors, Options{})
-		ans := h.post(t, notification(t, "g1", alertFor("other-rule", now.Add(-time.Hour))))
+		ans := h.post(t, amtest.Notification("g1", alertFor("other-rule", now.Add(-time.Hour))).JSON())
 		if d := only(t, ans, ruleNone); d.Guard != guardMatch {
 			t.Fatalf("guard %s", d.Guard)
 		}
 		if got := h.counter(h.tr.m.blocked, ruleNone, guardMatch); got != 1 {
 			t.Fatalf("blocked{none,match} = %v", got)
 		}
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", verdictDecided, p, 1)
 	})
 
 	t.Run("resolved", func(t *testing.T) {
 		p := plan()
 		h := newHarness(t, baseConfig(t.TempDir(), start("r", p)), env.actors, Options{})
-		resolved := resolvedAlert(now.Add(-time.Hour), "alertname", "SiteDown", "rule", "r")
-		expect(t, h, notification(t, "g1", resolved), "r", guardResolved, p, 0)
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", verdictDecided, p, 1)
+		resolved := amtest.Resolved(now.Add(-time.Hour), "alertname", "SiteDown", "rule", "r")
+		expect(t, h, amtest.Notification("g1", resolved).JSON(), "r", guardResolved, p, 0)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", verdictDecided, p, 1)
 	})
 
 	t.Run("for", func(t *testing.T) {
 		p := plan()
 		r := start("r", p, func(r *config.Rule) { r.For = model.Duration(5 * time.Minute) })
 		h := newHarness(t, baseConfig(t.TempDir(), r), env.actors, Options{})
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Minute))), "r", guardFor, p, 0)
-		expect(t, h, notification(t, "g2", alertFor("r", now.Add(-6*time.Minute))), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Minute))).JSON(), "r", guardFor, p, 0)
+		expect(t, h, amtest.Notification("g2", alertFor("r", now.Add(-6*time.Minute))).JSON(), "r", verdictDecided, p, 1)
 	})
 
 	t.Run("quorum", func(t *testing.T) {
@@ -111,9 +112,9 @@ func TestGuards(t *testing.T) {
 		h := newHarness(t, baseConfig(t.TempDir(), r), env.actors, Options{})
 		a1 := alertFor("r", now.Add(-time.Hour), "instance", "1")
 		a2 := alertFor("r", now.Add(-time.Hour), "instance", "2")
-		expect(t, h, notification(t, "g1", a1), "r", guardQuorum, p, 0)
+		expect(t, h, amtest.Notification("g1", a1).JSON(), "r", guardQuorum, p, 0)
 		// Two alerts make the quorum and the plan starts once.
-		expect(t, h, notification(t, "g1", a1, a2), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", a1, a2).JSON(), "r", verdictDecided, p, 1)
 	})
 
 	t.Run("allow", func(t *testing.T) {
@@ -122,9 +123,9 @@ func TestGuards(t *testing.T) {
 			r.Action.PlanLabel, r.Action.Allow = "veeam_plan", []string{allowed.Name}
 		})
 		h := newHarness(t, baseConfig(t.TempDir(), r), env.actors, Options{})
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour), "veeam_plan", other.Name)), "r", guardAllow, other, 0)
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", guardAllow, other, 0)
-		d := expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour), "veeam_plan", allowed.Name)), "r", verdictDecided, allowed, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour), "veeam_plan", other.Name)).JSON(), "r", guardAllow, other, 0)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", guardAllow, other, 0)
+		d := expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour), "veeam_plan", allowed.Name)).JSON(), "r", verdictDecided, allowed, 1)
 		if d.Object != allowed.Name {
 			t.Fatalf("object %q", d.Object)
 		}
@@ -134,32 +135,32 @@ func TestGuards(t *testing.T) {
 		p := plan()
 		r := start("r", p, func(r *config.Rule) { r.Cooldown = 0 })
 		h := newHarness(t, baseConfig(t.TempDir(), r), env.actors, Options{})
-		body := notification(t, "g1", alertFor("r", now.Add(-time.Hour)))
+		body := amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON()
 		expect(t, h, body, "r", verdictDecided, p, 1)
 		// Alertmanager's repeat, or its HA peer's copy.
 		expect(t, h, body, "r", guardDedup, p, 1)
 		// The same alert through another route (group key) is still the
 		// same alert instance.
-		expect(t, h, notification(t, "g-other-route", alertFor("r", now.Add(-time.Hour))), "r", guardDedup, p, 1)
+		expect(t, h, amtest.Notification("g-other-route", alertFor("r", now.Add(-time.Hour))).JSON(), "r", guardDedup, p, 1)
 		// A new incident (new startsAt) passes dedup; the live plan state
 		// (failed over) stops it next.
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Minute))), "r", guardTargetState, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Minute))).JSON(), "r", guardTargetState, p, 1)
 	})
 
 	t.Run("cooldown", func(t *testing.T) {
 		p := plan()
 		clock := &offsetClock{}
 		h := newHarness(t, baseConfig(t.TempDir(), start("r", p)), env.actors, clock.options())
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", verdictDecided, p, 1)
 		if err := env.sim.SetVSPCPlanStatus(p.InstanceUID, "Ready"); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, h, notification(t, "g2", alertFor("r", now.Add(-time.Minute))), "r", guardCooldown, p, 1)
+		expect(t, h, amtest.Notification("g2", alertFor("r", now.Add(-time.Minute))).JSON(), "r", guardCooldown, p, 1)
 		if cs := h.tr.status().Cooldowns; len(cs) != 1 || cs[0].RemainingSeconds <= 0 {
 			t.Fatalf("cooldowns %+v", cs)
 		}
 		clock.add(61 * time.Minute)
-		expect(t, h, notification(t, "g3", alertFor("r", now.Add(-time.Minute))), "r", verdictDecided, p, 2)
+		expect(t, h, amtest.Notification("g3", alertFor("r", now.Add(-time.Minute))).JSON(), "r", verdictDecided, p, 2)
 	})
 
 	t.Run("target_state", func(t *testing.T) {
@@ -168,17 +169,17 @@ func TestGuards(t *testing.T) {
 		if err := env.sim.SetVSPCPlanStatus(p.InstanceUID, "Success"); err != nil {
 			t.Fatal(err)
 		}
-		d := expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", guardTargetState, p, 0)
+		d := expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", guardTargetState, p, 0)
 		t.Log(d.Reason)
 		if err := env.sim.SetVSPCPlanStatus(p.InstanceUID, "Ready"); err != nil {
 			t.Fatal(err)
 		}
 		// Blocked by target_state, so not deduped: the repeat acts.
-		expect(t, h, notification(t, "g1", alertFor("r", now.Add(-time.Hour))), "r", verdictDecided, p, 1)
+		expect(t, h, amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON(), "r", verdictDecided, p, 1)
 		// A plan name that does not exist stops at target_state too.
 		missing := newRule("missing", config.ActionVSPCPlanStart, "vspc", planStart("No such plan"))
 		h2 := newHarness(t, baseConfig(t.TempDir(), missing), env.actors, Options{})
-		if d := only(t, h2.post(t, notification(t, "g1", alertFor("missing", now))), "missing"); d.Guard != guardTargetState {
+		if d := only(t, h2.post(t, amtest.Notification("g1", alertFor("missing", now)).JSON()), "missing"); d.Guard != guardTargetState {
 			t.Fatalf("missing plan: %s", verdict(d))
 		}
 	})
@@ -191,8 +192,8 @@ func TestGuards(t *testing.T) {
 		if tok := h.tr.tokens(); tok != 1 {
 			t.Fatalf("tokens %v", tok)
 		}
-		expect(t, h, notification(t, "g1", alertFor("a", now.Add(-time.Hour))), "a", verdictDecided, p1, 1)
-		expect(t, h, notification(t, "g2", alertFor("b", now.Add(-time.Hour))), "b", guardRateLimit, p2, 0)
+		expect(t, h, amtest.Notification("g1", alertFor("a", now.Add(-time.Hour))).JSON(), "a", verdictDecided, p1, 1)
+		expect(t, h, amtest.Notification("g2", alertFor("b", now.Add(-time.Hour))).JSON(), "b", guardRateLimit, p2, 0)
 		// The use survives a restart: a new process on the same state file
 		// has no token either.
 		if err := h.tr.Close(t.Context()); err != nil {
@@ -202,7 +203,7 @@ func TestGuards(t *testing.T) {
 		if tok := h2.tr.tokens(); tok >= 1 {
 			t.Fatalf("tokens after restart %v", tok)
 		}
-		expect(t, h2, notification(t, "g3", alertFor("c", now.Add(-time.Hour))), "c", guardRateLimit, p3, 0)
+		expect(t, h2, amtest.Notification("g3", alertFor("c", now.Add(-time.Hour))).JSON(), "c", guardRateLimit, p3, 0)
 	})
 
 	t.Run("concurrency", func(t *testing.T) {
@@ -213,15 +214,15 @@ func TestGuards(t *testing.T) {
 		// The first call takes a while to be answered: it is in flight.
 		env.sim.SetFault(simulator.APIVSPC, simulator.Fault{PathPrefix: "/api/v3/infrastructure/backupServers/failoverplans/" + lower(p1.InstanceUID) + "/start", Latency: 300 * time.Millisecond})
 		defer env.sim.ClearFaults()
-		if d := only(t, h.post(t, notification(t, "g1", alertFor("a", now.Add(-time.Hour)))), "a"); verdict(d) != verdictDecided {
+		if d := only(t, h.post(t, amtest.Notification("g1", alertFor("a", now.Add(-time.Hour))).JSON()), "a"); verdict(d) != verdictDecided {
 			t.Fatalf("first: %s (%s)", verdict(d), d.Reason)
 		}
-		d := only(t, h.post(t, notification(t, "g2", alertFor("b", now.Add(-time.Hour)))), "b")
+		d := only(t, h.post(t, amtest.Notification("g2", alertFor("b", now.Add(-time.Hour))).JSON()), "b")
 		if verdict(d) != guardConcurrency {
 			t.Fatalf("second: %s (%s)", verdict(d), d.Reason)
 		}
 		h.wait(t, 5*time.Second)
-		expect(t, h, notification(t, "g2", alertFor("b", now.Add(-time.Hour))), "b", verdictDecided, p2, 1)
+		expect(t, h, amtest.Notification("g2", alertFor("b", now.Add(-time.Hour))).JSON(), "b", verdictDecided, p2, 1)
 	})
 
 	t.Run("dry_run", func(t *testing.T) {
@@ -233,7 +234,7 @@ func TestGuards(t *testing.T) {
 			t.Fatal("armed in dry-run")
 		}
 		before := env.actionPosts()
-		body := notification(t, "g1", alertFor("r", now.Add(-time.Hour)))
+		body := amtest.Notification("g1", alertFor("r", now.Add(-time.Hour))).JSON()
 		d := expect(t, h, body, "r", verdictDryRun, p, 0)
 		if d.Guard != guardDryRun || d.RequestID == "" {
 			t.Fatalf("decision %+v", d)

@@ -3,6 +3,7 @@ package trigger
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,7 +24,7 @@ func TestVSPCAsyncAction(t *testing.T) {
 	env := startSim(t, simulator.Options{Seed: 21, ActionDuration: 2100 * time.Millisecond})
 	p := env.readyPlans(t, 1)[0]
 	h := newHarness(t, baseConfig(t.TempDir(), newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID))), env.actors, Options{})
-	d := only(t, h.post(t, notification(t, "g", alertFor("r", time.Now().Add(-time.Hour)))), "r")
+	d := only(t, h.post(t, amtest.Notification("g", alertFor("r", time.Now().Add(-time.Hour))).JSON()), "r")
 	if verdict(d) != verdictDecided {
 		t.Fatalf("%s (%s)", verdict(d), d.Reason)
 	}
@@ -55,7 +56,7 @@ func TestEMTaskAfterRestart(t *testing.T) {
 	planID := env.sim.Estate().EM.Plans[0].UID
 	cfg := baseConfig(t.TempDir(), newRule("r", config.ActionEMPlanStart, "em", planStart(planID)))
 	h1 := newHarness(t, cfg, env.actors, Options{})
-	if d := only(t, h1.post(t, notification(t, "g", alertFor("r", time.Now().Add(-time.Hour)))), "r"); verdict(d) != verdictDecided {
+	if d := only(t, h1.post(t, amtest.Notification("g", alertFor("r", time.Now().Add(-time.Hour))).JSON()), "r"); verdict(d) != verdictDecided {
 		t.Fatalf("%s (%s)", verdict(d), d.Reason)
 	}
 	waitFor(t, func() bool {
@@ -85,7 +86,7 @@ func TestStateWriteFailure(t *testing.T) {
 	cfg := baseConfig(dir, newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID)))
 	cfg.StateFile = filepath.Join(dir, "missing-dir", "state.json")
 	h := newHarness(t, cfg, env.actors, Options{})
-	body := notification(t, "g", alertFor("r", time.Now().Add(-time.Hour)))
+	body := amtest.Notification("g", alertFor("r", time.Now().Add(-time.Hour))).JSON()
 	code, ans := h.postCode(t, body)
 	if code != http.StatusInternalServerError || !strings.Contains(ans.Error, "state file") ||
 		len(ans.Decisions) != 1 || ans.Decisions[0].Outcome != verdictNotRecorded {
@@ -117,7 +118,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	p := env.readyPlans(t, 1)[0]
 	cfg := baseConfig(t.TempDir(), newRule("site-a-down", config.ActionVSPCPlanStart, "vspc", planStart(p.Name)))
 	h := newHarness(t, cfg, env.actors, Options{})
-	h.post(t, notification(t, "g", alertFor("site-a-down", time.Now().Add(-time.Hour))))
+	h.post(t, amtest.Notification("g", alertFor("site-a-down", time.Now().Add(-time.Hour))).JSON())
 	h.wait(t, 5*time.Second)
 
 	mfs, err := h.reg.Gather()
@@ -186,12 +187,12 @@ func TestTestPayload(t *testing.T) {
 		}),
 	)
 	cfg.DryRun = true
-	body := notification(t, "g",
+	body := amtest.Notification("g",
 		alertFor("a", testNow.Add(-time.Hour)),
 		alertFor("b", testNow.Add(-time.Hour), "plan", "Plan B"),
 		alertFor("b", testNow.Add(-time.Hour), "plan", "Plan X"),
-		firingAlert(testNow, "alertname", "Other"),
-	)
+		amtest.Firing(testNow, "alertname", "Other"),
+	).JSON()
 	var out bytes.Buffer
 	if err := TestPayload(cfg, body, testNow, &out); err != nil {
 		t.Fatal(err)
@@ -236,7 +237,7 @@ func TestCallErrors(t *testing.T) {
 			cfg.ActionTimeout = modelDuration(timeout)
 		}
 		h := newHarness(t, cfg, env.actors, Options{})
-		if d := only(t, h.post(t, notification(t, "g", alertFor(r.Name, time.Now().Add(-time.Hour)))), r.Name); verdict(d) != verdictDecided {
+		if d := only(t, h.post(t, amtest.Notification("g", alertFor(r.Name, time.Now().Add(-time.Hour))).JSON()), r.Name); verdict(d) != verdictDecided {
 			t.Fatalf("%s (%s)", verdict(d), d.Reason)
 		}
 		outs := h.wait(t, 10*time.Second)

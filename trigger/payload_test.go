@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"errors"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,7 @@ import (
 )
 
 func TestParsePayload(t *testing.T) {
-	ok := notification(t, "{}:{alertname=\"SiteDown\"}", firingAlert(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a"))
+	ok := amtest.Notification("{}:{alertname=\"SiteDown\"}", amtest.Firing(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a")).JSON()
 	replace := func(old, new string) string { return strings.Replace(string(ok), old, new, 1) }
 	tests := []struct {
 		name    string
@@ -81,9 +82,9 @@ func TestAlertIDIgnoresSentFingerprint(t *testing.T) {
 // FuzzParsePayload checks that the parser never panics and that whatever it
 // accepts satisfies what the pipeline relies on.
 func FuzzParsePayload(f *testing.F) {
-	f.Add(notification(f, "{}:{}", firingAlert(testNow.Add(-time.Hour), "alertname", "SiteDown")))
-	f.Add(notification(f, "{}:{a=\"b\"}", resolvedAlert(testNow.Add(-time.Hour), "alertname", "SiteDown"),
-		firingAlert(testNow.Add(-2*time.Hour), "alertname", "SiteDown", "site", "b")))
+	f.Add(amtest.Notification("{}:{}", amtest.Firing(testNow.Add(-time.Hour), "alertname", "SiteDown")).JSON())
+	f.Add(amtest.Notification("{}:{a=\"b\"}", amtest.Resolved(testNow.Add(-time.Hour), "alertname", "SiteDown"),
+		amtest.Firing(testNow.Add(-2*time.Hour), "alertname", "SiteDown", "site", "b")).JSON())
 	f.Add([]byte(`{"version":"4"}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, body []byte) {

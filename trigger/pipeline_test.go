@@ -1,6 +1,7 @@
 package trigger
 
 import (
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"testing"
 	"time"
 
@@ -46,12 +47,12 @@ func TestClassify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := notification(t, "gk",
-		firingAlert(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a", "instance", "1", "plan", "P1"),
-		firingAlert(testNow.Add(-time.Minute), "alertname", "SiteDown", "site", "a", "instance", "2", "plan", "P1"),
-		resolvedAlert(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a", "instance", "3", "plan", "P2"),
-		firingAlert(testNow.Add(-time.Hour), "alertname", "Other"),
-	)
+	body := amtest.Notification("gk",
+		amtest.Firing(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a", "instance", "1", "plan", "P1"),
+		amtest.Firing(testNow.Add(-time.Minute), "alertname", "SiteDown", "site", "a", "instance", "2", "plan", "P1"),
+		amtest.Resolved(testNow.Add(-time.Hour), "alertname", "SiteDown", "site", "a", "instance", "3", "plan", "P2"),
+		amtest.Firing(testNow.Add(-time.Hour), "alertname", "Other"),
+	).JSON()
 	p, err := parsePayload(body, testNow)
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +118,10 @@ func TestQuorumCountsDistinctLabelSets(t *testing.T) {
 	cfg := config.TriggerConfig{Rules: []config.Rule{{Name: "a", Matchers: []string{`alertname="SiteDown"`}, MinAlerts: 2,
 		Action: config.Action{Type: config.ActionVSPCPlanStart, Target: "vspc", Plan: "Plan A"}}}}
 	rules, _ := compileRules(&cfg, nil)
-	a1 := firingAlert(testNow.Add(-time.Hour), "alertname", "SiteDown", "instance", "1")
+	a1 := amtest.Firing(testNow.Add(-time.Hour), "alertname", "SiteDown", "instance", "1")
 	a2 := a1
 	a2.Fingerprint = "ffffffffffffffff" // same labels, forged fingerprint
-	p, err := parsePayload(notification(t, "gk", a1, a2), testNow)
+	p, err := parsePayload(amtest.Notification("gk", a1, a2).JSON(), testNow)
 	if err != nil {
 		t.Fatal(err)
 	}

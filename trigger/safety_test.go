@@ -3,6 +3,7 @@ package trigger
 import (
 	"bufio"
 	"encoding/json"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"os"
 	"strings"
@@ -20,7 +21,7 @@ func TestStorm(t *testing.T) {
 	p := env.readyPlans(t, 1)[0]
 	cfg := baseConfig(t.TempDir(), newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID)))
 	h := newHarness(t, cfg, env.actors, Options{})
-	body := notification(t, "storm", alertFor("r", time.Now().Add(-time.Hour)))
+	body := amtest.Notification("storm", alertFor("r", time.Now().Add(-time.Hour))).JSON()
 
 	const n = 1000
 	var wg sync.WaitGroup
@@ -77,7 +78,7 @@ func TestTwoReplicas(t *testing.T) {
 		PathPrefix: "/api/v3/infrastructure/backupServers/failoverplans/" + lower(p.InstanceUID) + "/start",
 		Latency:    600 * time.Millisecond})
 	defer env.sim.ClearFaults()
-	body := notification(t, "ha", alertFor("r", time.Now().Add(-time.Hour)))
+	body := amtest.Notification("ha", alertFor("r", time.Now().Add(-time.Hour))).JSON()
 	var wg sync.WaitGroup
 	ds := make([]decision, 2)
 	for i, h := range []*harness{h1, h2} {
@@ -129,7 +130,7 @@ func TestCrashBetweenDecisionAndCall(t *testing.T) {
 	r := newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID))
 	cfg := baseConfig(dir, r)
 	at := time.Now().Add(-time.Minute)
-	body := notification(t, "crash", alertFor("r", time.Now().Add(-time.Hour)))
+	body := amtest.Notification("crash", alertFor("r", time.Now().Add(-time.Hour))).JSON()
 	pl, err := parsePayload(body, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +177,7 @@ func TestSentActionTrackedAfterRestart(t *testing.T) {
 	cfg := baseConfig(dir, r)
 	env.sim.SetVBRActionHang(true)
 	h1 := newHarness(t, cfg, env.actors, Options{})
-	if d := only(t, h1.post(t, notification(t, "g", alertFor("r", time.Now().Add(-time.Hour)))), "r"); verdict(d) != verdictDecided {
+	if d := only(t, h1.post(t, amtest.Notification("g", alertFor("r", time.Now().Add(-time.Hour))).JSON()), "r"); verdict(d) != verdictDecided {
 		t.Fatalf("%s (%s)", verdict(d), d.Reason)
 	}
 	waitFor(t, func() bool {
@@ -270,7 +271,7 @@ func TestActionTypes(t *testing.T) {
 				cfg.ActionTimeout = modelDuration(s.timeout)
 			}
 			h := newHarness(t, cfg, env.actors, Options{})
-			d := only(t, h.post(t, notification(t, "g"+s.name, alertFor(s.rule.Name, now.Add(-time.Hour)))), s.rule.Name)
+			d := only(t, h.post(t, amtest.Notification("g"+s.name, alertFor(s.rule.Name, now.Add(-time.Hour))).JSON()), s.rule.Name)
 			if verdict(d) != verdictDecided {
 				t.Fatalf("step %d: %s (%s)", i, verdict(d), d.Reason)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -277,8 +278,8 @@ func verdict(d decision) string {
 	return d.Outcome
 }
 
-func alertFor(ruleName string, startsAt time.Time, kv ...string) amAlert {
-	return firingAlert(startsAt, append([]string{"alertname", "SiteDown", "rule", ruleName}, kv...)...)
+func alertFor(ruleName string, startsAt time.Time, kv ...string) amtest.Alert {
+	return amtest.Firing(startsAt, append([]string{"alertname", "SiteDown", "rule", ruleName}, kv...)...)
 }
 
 func lower(s string) string { return strings.ToLower(s) }

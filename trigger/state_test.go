@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -209,7 +210,7 @@ func TestWebhookRefusals(t *testing.T) {
 	dir := t.TempDir()
 	cfg := armedConfig(dir)
 	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
-	good := notification(t, "gk", firingAlert(time.Now().Add(-time.Hour), "alertname", "SiteDown"))
+	good := amtest.Notification("gk", amtest.Firing(time.Now().Add(-time.Hour), "alertname", "SiteDown")).JSON()
 	tests := []struct {
 		name   string
 		method string

@@ -3,6 +3,7 @@ package reliability
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -61,7 +62,7 @@ trigger:
 	}
 	waitReady(t, p, hc, base, auth(webUser, webPass))
 
-	payload := notification(t, "{}:{alertname=\"Other\"}", nil, firing(time.Now().Add(-time.Minute), "alertname", "Other"))
+	payload := notification("{}:{alertname=\"Other\"}", nil, amtest.Firing(time.Now().Add(-time.Minute), "alertname", "Other"))
 	endpoints := []struct {
 		method, path string
 		body         []byte

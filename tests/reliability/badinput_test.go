@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -76,7 +77,7 @@ func TestBadWebhookInput(t *testing.T) {
 	}
 	now := time.Now()
 	good := func(gk, plan string) []byte {
-		return notification(t, gk, nil, firing(now.Add(-time.Minute), "alertname", "SiteDown", "plan", plan))
+		return notification(gk, nil, amtest.Firing(now.Add(-time.Minute), "alertname", "SiteDown", "plan", plan))
 	}
 
 	// A first action, tracked to its end, so that the state file exists and
@@ -103,11 +104,11 @@ func TestBadWebhookInput(t *testing.T) {
 	sim.ResetRequests()
 
 	valid := func(edit func(map[string]any)) []byte {
-		return notification(t, "{}:{bad}", edit, firing(now.Add(-time.Minute), "alertname", "SiteDown", "plan", ready[1]))
+		return notification("{}:{bad}", edit, amtest.Firing(now.Add(-time.Minute), "alertname", "SiteDown", "plan", ready[1]))
 	}
 	setAlert := func(key string, v any) func(map[string]any) {
 		return func(p map[string]any) {
-			a := p["alerts"].([]amAlert)
+			a := p["alerts"].([]amtest.Alert)
 			m := map[string]any{}
 			b, _ := json.Marshal(a[0])
 			_ = json.Unmarshal(b, &m)

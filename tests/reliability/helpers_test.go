@@ -3,12 +3,11 @@ package reliability
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -299,60 +298,14 @@ func parseMetrics(t testing.TB, body []byte) map[string]*dto.MetricFamily {
 
 // ---- Alertmanager payloads ----
 
-type amAlert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     string            `json:"startsAt"`
-	EndsAt       string            `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-}
-
-func firing(startsAt time.Time, kv ...string) amAlert {
-	ls := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		ls[kv[i]] = kv[i+1]
-	}
-	return amAlert{
-		Status:       "firing",
-		Labels:       ls,
-		Annotations:  map[string]string{"summary": "site down"},
-		StartsAt:     startsAt.UTC().Format(time.RFC3339Nano),
-		EndsAt:       "0001-01-01T00:00:00Z",
-		GeneratorURL: "http://prometheus.example/graph",
-		Fingerprint:  fmt.Sprintf("%016x", model.LabelsToSignature(ls)),
-	}
-}
-
 // notification is a version 4 payload like Alertmanager's; edit changes the
 // generic form before it is encoded.
-func notification(t testing.TB, groupKey string, edit func(map[string]any), alerts ...amAlert) []byte {
-	t.Helper()
-	common := map[string]string{}
-	if len(alerts) > 0 {
-		common = maps.Clone(alerts[0].Labels)
-	}
-	p := map[string]any{
-		"receiver":          "veeam-failover",
-		"status":            "firing",
-		"alerts":            alerts,
-		"groupLabels":       map[string]string{"alertname": common["alertname"]},
-		"commonLabels":      common,
-		"commonAnnotations": map[string]string{},
-		"externalURL":       "http://alertmanager.example",
-		"version":           "4",
-		"groupKey":          groupKey,
-		"truncatedAlerts":   0,
-	}
+func notification(groupKey string, edit func(map[string]any), alerts ...amtest.Alert) []byte {
+	p := amtest.Notification(groupKey, alerts...)
 	if edit != nil {
 		edit(p)
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return p.JSON()
 }
 
 // ---- HTTP ----

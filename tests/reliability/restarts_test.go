@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -126,8 +127,8 @@ trigger:
 	var payloads [][]byte
 	for _, r := range rules {
 		for g := range 3 {
-			payloads = append(payloads, notification(t, fmt.Sprintf(`{}:{rule=%q,g="%d"}`, r.name, g), nil,
-				firing(startsAt, "alertname", "Storm", "rule", r.name, "g", fmt.Sprint(g))))
+			payloads = append(payloads, notification(fmt.Sprintf(`{}:{rule=%q,g="%d"}`, r.name, g), nil,
+				amtest.Firing(startsAt, "alertname", "Storm", "rule", r.name, "g", fmt.Sprint(g))))
 		}
 	}
 	delays := make([]time.Duration, len(payloads))

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -260,8 +261,8 @@ trigger:
 	get("landing page", "/")
 	get("/metrics (first)", "/metrics")
 	get("/trigger (before)", "/trigger")
-	alert := firing(time.Now().Add(-time.Minute), "alertname", "SiteDown", "site", "a")
-	good := notification(t, "{}:{alertname=\"SiteDown\"}", nil, alert)
+	alert := amtest.Firing(time.Now().Add(-time.Minute), "alertname", "SiteDown", "site", "a")
+	good := notification("{}:{alertname=\"SiteDown\"}", nil, alert)
 	post("no token", jsonHeader(""), good, http.StatusUnauthorized)
 	post("wrong token", jsonHeader("not-the-token"), good, http.StatusUnauthorized)
 	post("token as prefix", jsonHeader(sentinelToken+"x"), good, http.StatusUnauthorized)

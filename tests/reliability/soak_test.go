@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -165,13 +166,13 @@ func soak(t *testing.T, scrapes int) (before, after uint64) {
 				var body []byte
 				switch n % 4 {
 				case 0:
-					body = notification(t, gk, nil, firing(start, "alertname", "SiteDown", "site", "a", "n", fmt.Sprint(n)))
+					body = notification(gk, nil, amtest.Firing(start, "alertname", "SiteDown", "site", "a", "n", fmt.Sprint(n)))
 				case 1:
-					body = notification(t, gk, nil, firing(start, "alertname", "VMDown", "replica", replicas[int(n)%len(replicas)]))
+					body = notification(gk, nil, amtest.Firing(start, "alertname", "VMDown", "replica", replicas[int(n)%len(replicas)]))
 				case 2:
-					body = notification(t, gk, nil, firing(start, "alertname", "EMDown", "n", fmt.Sprint(n)))
+					body = notification(gk, nil, amtest.Firing(start, "alertname", "EMDown", "n", fmt.Sprint(n)))
 				default:
-					body = notification(t, gk, func(p map[string]any) { p["version"] = "3" }, firing(start, "alertname", "SiteDown", "site", "a"))
+					body = notification(gk, func(p map[string]any) { p["version"] = "3" }, amtest.Firing(start, "alertname", "SiteDown", "site", "a"))
 				}
 				code, _, err := httpDo(hc, http.MethodPost, srv.URL, jsonHeader(""), body)
 				if err != nil {
