@@ -3,8 +3,8 @@ package tests
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"io"
 	"net/http"
 	"os/exec"
@@ -59,35 +59,12 @@ func (e *exporter) scrape() (map[string]string, []metricLine, error) {
 	return parseExposition(b)
 }
 
-// webhookAlert is one alert of an Alertmanager webhook notification.
-type webhookAlert struct {
-	Status       string            `json:"status"`
-	Labels       map[string]string `json:"labels"`
-	Annotations  map[string]string `json:"annotations"`
-	StartsAt     time.Time         `json:"startsAt"`
-	EndsAt       time.Time         `json:"endsAt"`
-	GeneratorURL string            `json:"generatorURL"`
-	Fingerprint  string            `json:"fingerprint"`
-}
-
 // postWebhook sends an Alertmanager (version 4) notification with the demo's
 // bearer token and returns the status code.
-func (e *exporter) postWebhook(groupKey string, groupLabels map[string]string, alerts ...webhookAlert) (int, string, error) {
-	body, err := json.Marshal(map[string]any{
-		"version":           "4",
-		"groupKey":          groupKey,
-		"truncatedAlerts":   0,
-		"receiver":          "veeam-failover-trigger",
-		"status":            alerts[0].Status,
-		"alerts":            alerts,
-		"groupLabels":       groupLabels,
-		"commonLabels":      alerts[0].Labels,
-		"commonAnnotations": map[string]string{},
-		"externalURL":       "http://alertmanager.invalid",
-	})
-	if err != nil {
-		return 0, "", err
-	}
+func (e *exporter) postWebhook(groupKey string, groupLabels map[string]string, alerts ...amtest.Alert) (int, string, error) {
+	p := amtest.Notification(groupKey, alerts...)
+	p["groupLabels"] = groupLabels
+	body := p.JSON()
 	req, err := http.NewRequest(http.MethodPost, e.url+"/webhook", bytes.NewReader(body))
 	if err != nil {
 		return 0, "", err
@@ -148,11 +125,7 @@ func TestMetricNamesExist(t *testing.T) {
 	plan := e.env.DemoPlan()
 	code, body, err := e.postWebhook(`{}/{failover="true"}:{alertname="SiteDown", site="a"}`,
 		map[string]string{"alertname": "SiteDown", "site": "a"},
-		webhookAlert{
-			Status:   "firing",
-			Labels:   map[string]string{"alertname": "SiteDown", "site": "a", "failover": "true", "severity": "critical"},
-			StartsAt: time.Now().Add(-time.Minute).UTC(),
-		})
+		amtest.Firing(time.Now().Add(-time.Minute), "alertname", "SiteDown", "site", "a", "failover", "true", "severity", "critical"))
 	if err != nil || code/100 != 2 {
 		t.Fatalf("POST /webhook: %d %v: %s", code, err, body)
 	}
