@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +24,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -175,10 +174,7 @@ func TestServingWithWebConfig(t *testing.T) {
 	}
 	sim := startSim(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, exporterName)
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := proctest.BuildExporter(t)
 	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
 	writeFile(t, filepath.Join(dir, "cfg.yml"), targetsYAML(sim, "only"))
 	certPEM, keyPEM := selfSigned(t)
@@ -191,24 +187,13 @@ func TestServingWithWebConfig(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "web.yml"), fmt.Sprintf(
 		"tls_server_config: {cert_file: %s, key_file: %s}\nbasic_auth_users:\n  prom: %q\n",
 		filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), hash))
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+filepath.Join(dir, "cfg.yml"),
+	// The exporter is killed when this function returns; its log is shown
+	// if the test failed.
+	p := proctest.Start(t, "exporter", bin, "--config.file="+filepath.Join(dir, "cfg.yml"),
 		"--web.config.file="+filepath.Join(dir, "web.yml"), "--web.listen-address="+addr)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("exporter log:\n%s", logs.String())
-		}
-	}()
+	defer p.Kill()
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
@@ -246,16 +231,6 @@ func TestServingWithWebConfig(t *testing.T) {
 			t.Error("plain HTTP served metrics")
 		}
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {

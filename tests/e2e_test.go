@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -41,7 +42,7 @@ func TestEndToEnd(t *testing.T) {
 	prometheusBin, alertmanagerBin := progs[0], progs[1]
 	start := time.Now()
 
-	e := startExporter(t, buildExporter(t))
+	e := startExporter(t, proctest.BuildExporter(t))
 	sim := e.env.Sim
 	estate := sim.Estate()
 	demoPlan := e.env.DemoPlan() // the plan the demo rule site-a-down starts
@@ -56,10 +57,10 @@ func TestEndToEnd(t *testing.T) {
 	humans := newNotificationSink(t)
 
 	// Alertmanager, from alertmanager-example.yml.
-	amAddr := freeAddr(t)
+	amAddr := proctest.FreeAddr(t)
 	amDir := t.TempDir()
 	amConfig := writeAlertmanagerConfig(t, amDir, e.url+"/webhook", filepath.Join(e.env.Dir, "webhook.token"), humans.url)
-	am := startProcess(t, "alertmanager", alertmanagerBin,
+	am := proctest.Start(t, "alertmanager", alertmanagerBin,
 		"--config.file="+amConfig,
 		"--storage.path="+filepath.Join(amDir, "data"),
 		"--web.listen-address="+amAddr,
@@ -68,15 +69,15 @@ func TestEndToEnd(t *testing.T) {
 	)
 
 	// Prometheus with the example rules and the test's SiteDown rule.
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	promDir := t.TempDir()
 	promConfig := writePrometheusConfig(t, promDir, strings.TrimPrefix(e.url, "http://"), amAddr, sentinelID)
-	prom := startProcess(t, "prometheus", prometheusBin,
+	prom := proctest.Start(t, "prometheus", prometheusBin,
 		"--config.file="+promConfig,
 		"--storage.tsdb.path="+filepath.Join(promDir, "data"),
 		"--web.listen-address="+promAddr,
 	)
-	procs := []*process{e.proc, am, prom}
+	procs := []*proctest.Process{e.proc, am, prom}
 	eventually(t, waitFor, "alertmanager ready", httpOK("http://"+amAddr+"/-/ready"), procs...)
 	eventually(t, waitFor, "prometheus ready", httpOK("http://"+promAddr+"/-/ready"), procs...)
 	pc := promClient{base: "http://" + promAddr}
@@ -185,7 +186,7 @@ func pickSentinelPlan(plans []simulator.VSPCPlan, demoUID string) (simulator.VSP
 
 // checkEstate compares the plan, object and replica metrics in Prometheus
 // with the simulator's estate.
-func checkEstate(t *testing.T, pc promClient, est simulator.Estate, procs []*process) {
+func checkEstate(t *testing.T, pc promClient, est simulator.Estate, procs []*proctest.Process) {
 	t.Helper()
 	statuses := map[string]float64{}
 	objects := 0
@@ -260,7 +261,7 @@ func alertFiring(pc promClient, name, planID string) func() (bool, string) {
 // checkDashboardQueries runs every panel query of every dashboard, with the
 // variables substituted, and wants data from each; and every query variable
 // must offer values.
-func checkDashboardQueries(t *testing.T, pc promClient, procs []*process) {
+func checkDashboardQueries(t *testing.T, pc promClient, procs []*proctest.Process) {
 	t.Helper()
 	dashboards := loadDashboards(t)
 	var pending []panelQuery

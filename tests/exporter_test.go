@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/demo"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 )
 
 // The demo's target names and the rule that acts on its demo plan (demo.go).
@@ -26,7 +27,7 @@ const (
 // exporter is the built binary running on a demo estate.
 type exporter struct {
 	env  *demo.Env
-	proc *process
+	proc *proctest.Process
 	url  string // http://127.0.0.1:port
 }
 
@@ -39,9 +40,9 @@ func startExporter(t *testing.T, bin string) *exporter {
 		t.Fatalf("demo: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Close() })
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	e := &exporter{env: env, url: "http://" + addr}
-	e.proc = startProcess(t, "exporter", bin,
+	e.proc = proctest.Start(t, "exporter", bin,
 		"--config.file="+env.ConfigFile,
 		"--web.listen-address="+addr,
 		"--log.level=debug",
@@ -93,7 +94,7 @@ func TestMetricNamesExist(t *testing.T) {
 	if len(used) == 0 {
 		t.Fatal("no metric names found in dashboards, rules and README")
 	}
-	e := startExporter(t, buildExporter(t))
+	e := startExporter(t, proctest.BuildExporter(t))
 
 	exported := map[string]bool{}
 	var last []byte

@@ -7,19 +7,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 )
 
 // repoRoot is the module root, one level up from this package.
@@ -56,122 +55,10 @@ func lookPrograms(t *testing.T, names ...[]string) []string {
 	return paths
 }
 
-// buildExporter builds the exporter binary from the repository root into a
-// temporary directory.
-func buildExporter(t *testing.T) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("go not found on PATH: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "veeam_failover_exporter")
-	cmd := exec.Command(goBin, "build", "-o", bin, ".")
-	cmd.Dir = repoRoot
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatalf("close listener: %v", err)
-	}
-	return addr
-}
-
-// process is a program started by a test. Its output goes to a log file that
-// is printed when the test fails.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-// startProcess runs bin with args and stops it (SIGTERM, then SIGKILL) when
-// the test ends. Call it after creating the temporary directories the program
-// writes to, so that it is stopped before they are removed.
-func startProcess(t *testing.T, name, bin string, args ...string) *process {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("%s log: %v", name, err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Dir = filepath.Dir(logPath)
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			p.dumpLog(t)
-		}
-	})
-	return p
-}
-
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// exited reports the process' end, if it ended.
-func (p *process) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
-// dumpLog logs the last 16 KiB of the process' output.
-func (p *process) dumpLog(t *testing.T) {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		t.Logf("%s log: %v", p.name, err)
-		return
-	}
-	const limit = 16 << 10
-	if len(b) > limit {
-		b = append([]byte("...\n"), b[len(b)-limit:]...)
-	}
-	t.Logf("---- %s log (%s) ----\n%s\n---- end of %s log ----", p.name, p.log, b, p.name)
-}
-
 // eventually calls check every 250ms until it returns true or timeout passes;
 // then the test fails with the last message check returned. Processes that
 // exited in the meantime are reported at once.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() (bool, string), procs ...*process) {
+func eventually(t *testing.T, timeout time.Duration, what string, check func() (bool, string), procs ...*proctest.Process) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var msg string
@@ -182,8 +69,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() (
 			return
 		}
 		for _, p := range procs {
-			if done, err := p.exited(); done {
-				t.Fatalf("%s: %s exited (%v) while waiting; last state: %s", what, p.name, err, msg)
+			if done, err := p.Exited(); done {
+				t.Fatalf("%s: %s exited (%v) while waiting; last state: %s", what, p.Name(), err, msg)
 			}
 		}
 		if time.Now().After(deadline) {

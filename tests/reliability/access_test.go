@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -50,7 +51,7 @@ trigger:
 		t.Fatal(err)
 	}
 
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	base := "http://" + addr
 	p := startExporter(t, "--config.file="+cfg, "--web.config.file="+webCfg, "--log.level=debug", "--web.listen-address="+addr)
 	hc := &http.Client{Timeout: 30 * time.Second}
@@ -119,8 +120,8 @@ trigger:
 			t.Errorf("veeam_up{target=%q} = %v (present %v), want %v", target, got, ok, w)
 		}
 	}
-	p.stop()
-	logs := p.logs()
+	p.Stop()
+	logs := p.Logs()
 	for _, target := range []string{"vspc-noca", "em-noca", "vbr-noca"} {
 		found := false
 		for _, line := range strings.Split(logs, "\n") {
@@ -165,21 +166,21 @@ trigger:
 			t.Errorf("%s does not explain the refusal (want dry_run, webhook, authentication):\n%s", what, out)
 		}
 	}
-	out, err := exec.Command(exporterBinary(t), "--config.check", "--config.file="+cfg).CombinedOutput()
+	out, err := exec.Command(proctest.SharedExporter(t), "--config.check", "--config.file="+cfg).CombinedOutput()
 	if err == nil {
 		t.Errorf("--config.check accepted an armed trigger without webhook authentication:\n%s", out)
 	}
 	explains("--config.check", string(out))
 
-	p := startExporter(t, "--config.file="+cfg, "--web.listen-address="+freeAddr(t))
-	if code := p.wait(t, 20*time.Second); code == 0 {
+	p := startExporter(t, "--config.file="+cfg, "--web.listen-address="+proctest.FreeAddr(t))
+	if code := p.Wait(t, 20*time.Second); code == 0 {
 		t.Error("the exporter exited 0")
 	}
-	explains("the exporter's log", p.logs())
+	explains("the exporter's log", p.Logs())
 
 	// The explicit opt-out starts.
 	writeFile(t, cfg, strings.Replace(string(readFileOrEmpty(t, cfg)), "dry_run: false", "dry_run: false\n  allow_unauthenticated_webhook: true", 1))
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	q := startExporter(t, "--config.file="+cfg, "--web.listen-address="+addr)
 	waitReady(t, q, &http.Client{Timeout: 5 * time.Second}, "http://"+addr, nil)
 }

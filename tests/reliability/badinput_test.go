@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
@@ -159,7 +160,7 @@ func TestBadWebhookInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := post(tc.ctype, tc.body, tc.auth)
 			if rec.Code != tc.want {
-				t.Errorf("status %d, want %d; body %s", rec.Code, tc.want, tail(rec.Body.String(), 300))
+				t.Errorf("status %d, want %d; body %s", rec.Code, tc.want, proctest.Tail(rec.Body.String(), 300))
 			}
 			var ans struct {
 				Status    string            `json:"status"`
@@ -167,7 +168,7 @@ func TestBadWebhookInput(t *testing.T) {
 				Decisions []json.RawMessage `json:"decisions"`
 			}
 			if err := json.Unmarshal(rec.Body.Bytes(), &ans); err != nil {
-				t.Errorf("answer is not JSON: %v: %s", err, tail(rec.Body.String(), 300))
+				t.Errorf("answer is not JSON: %v: %s", err, proctest.Tail(rec.Body.String(), 300))
 			}
 			if ans.Status != "error" || ans.Error == "" || len(ans.Decisions) != 0 {
 				t.Errorf("answer %+v, want status error, an error message and no decisions", ans)

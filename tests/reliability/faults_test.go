@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
@@ -94,7 +95,7 @@ func runFaultCase(t *testing.T, faulty simulator.API, fc faultCase, seed int64) 
 	t.Cleanup(e.Close)
 	defer func() {
 		if t.Failed() {
-			t.Logf("logs:\n%s", tail(logs.String(), 16<<10))
+			t.Logf("logs:\n%s", proctest.Tail(logs.String(), 16<<10))
 		}
 	}()
 

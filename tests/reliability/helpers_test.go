@@ -12,11 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +25,7 @@ import (
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
@@ -36,50 +34,15 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
-// repoRoot is the module root, two levels up from this package.
-const repoRoot = "../.."
-
 var (
 	flagRuns = flag.Int("reliability.runs", 0, "kill/restart rounds of TestRestarts (0: 8, or 2 with -short)")
 	flagSeed = flag.Int64("reliability.seed", 0, "seed of the kill points of TestRestarts (0: from the clock)")
 )
 
-// binary is the exporter built once for the tests that run it.
-var binary struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binary.dir != "" {
-		_ = os.RemoveAll(binary.dir)
-	}
+	proctest.RemoveShared()
 	os.Exit(code)
-}
-
-// exporterBinary builds the exporter from the repository root (once per
-// test binary) and returns its path.
-func exporterBinary(t testing.TB) string {
-	t.Helper()
-	binary.once.Do(func() {
-		binary.dir, binary.err = os.MkdirTemp("", "reliability-bin-")
-		if binary.err != nil {
-			return
-		}
-		binary.path = filepath.Join(binary.dir, "veeam_failover_exporter")
-		cmd := exec.Command("go", "build", "-o", binary.path, ".")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binary.err != nil {
-		t.Fatal(binary.err)
-	}
-	return binary.path
 }
 
 var apis = []simulator.API{simulator.APIVSPC, simulator.APIEM, simulator.APIVBR}
@@ -340,121 +303,17 @@ func jsonHeader(token string) http.Header {
 	return h
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // ---- the binary ----
 
-// proc is a run of the exporter binary with its stdout and stderr in files.
-type proc struct {
-	cmd            *exec.Cmd
-	stdout, stderr string
-	done           chan struct{}
-	err            error
-}
-
-// startExporter runs the binary with args and stops it when the test ends.
-func startExporter(t testing.TB, args ...string) *proc {
+// startExporter runs the exporter binary (built once per test binary) with
+// args and stops it when the test ends.
+func startExporter(t testing.TB, args ...string) *proctest.Process {
 	t.Helper()
-	bin := exporterBinary(t)
-	dir := t.TempDir()
-	p := &proc{stdout: filepath.Join(dir, "stdout.log"), stderr: filepath.Join(dir, "stderr.log"), done: make(chan struct{})}
-	outF, err := os.Create(p.stdout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	errF, err := os.Create(p.stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = outF, errF
-	p.cmd.Dir = dir
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start exporter: %v", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		outF.Close()
-		errF.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("exporter stderr (last 8 KiB):\n%s", tail(p.logs(), 8<<10))
-		}
-	})
-	return p
-}
-
-// stop ends the process with SIGTERM (SIGKILL after 10 s) and waits for it.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// kill ends the process with SIGKILL and waits for it.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// wait waits for the process to exit by itself and returns its exit code.
-func (p *proc) wait(t testing.TB, timeout time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		t.Fatalf("exporter still running after %s", timeout)
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// logs is stdout and stderr.
-func (p *proc) logs() string {
-	a, _ := os.ReadFile(p.stdout)
-	b, _ := os.ReadFile(p.stderr)
-	return string(a) + string(b)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "...\n" + s[len(s)-n:]
-	}
-	return s
+	return proctest.Start(t, "exporter", proctest.SharedExporter(t), args...)
 }
 
 // waitReady polls /-/ready until it answers 200.
-func waitReady(t testing.TB, p *proc, client *http.Client, base string, header http.Header) {
+func waitReady(t testing.TB, p *proctest.Process, client *http.Client, base string, header http.Header) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -462,8 +321,8 @@ func waitReady(t testing.TB, p *proc, client *http.Client, base string, header h
 		if err == nil && code == http.StatusOK {
 			return
 		}
-		if p.exited() {
-			t.Fatalf("exporter exited before it was ready (%v):\n%s", p.err, tail(p.logs(), 8<<10))
+		if done, err := p.Exited(); done {
+			t.Fatalf("exporter exited before it was ready (%v):\n%s", err, proctest.Tail(p.Logs(), 8<<10))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("exporter not ready after 20s (last: %d %v)", code, err)
@@ -522,7 +381,7 @@ type gate struct {
 // listens from the start.
 func newGate(t testing.TB, backend string, open bool) *gate {
 	t.Helper()
-	g := &gate{addr: freeAddr(t), backend: backend, conns: map[net.Conn]bool{}}
+	g := &gate{addr: proctest.FreeAddr(t), backend: backend, conns: map[net.Conn]bool{}}
 	if open {
 		if err := g.open(); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -139,7 +140,7 @@ trigger:
 	hc := &http.Client{Timeout: 30 * time.Second}
 	defer hc.CloseIdleConnections()
 
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	p1 := startExporter(t, "--config.file="+cfgFile, "--web.listen-address="+addr)
 	waitReady(t, p1, hc, "http://"+addr, nil)
 	var wg sync.WaitGroup
@@ -150,13 +151,13 @@ trigger:
 		})
 	}
 	time.Sleep(killAfter)
-	p1.kill()
+	p1.Kill()
 	wg.Wait()
 	hc.CloseIdleConnections()
 	afterKill := checkStateFile(t, stateFile, "after kill -9")
 	t.Logf("killed after %s with %d actions in the state file (%s)", killAfter, len(afterKill.Actions), afterKill.statuses())
 
-	addr = freeAddr(t)
+	addr = proctest.FreeAddr(t)
 	p2 := startExporter(t, "--config.file="+cfgFile, "--web.listen-address="+addr)
 	base := "http://" + addr
 	waitReady(t, p2, hc, base, nil)
@@ -194,7 +195,7 @@ trigger:
 		}
 		return ""
 	})
-	p2.stop()
+	p2.Stop()
 	final := checkStateFile(t, stateFile, "at the end")
 	if len(final.Actions) != 0 {
 		t.Errorf("state file still holds %d actions (%s)", len(final.Actions), final.statuses())

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -210,7 +211,7 @@ trigger:
 `, proxies[simulator.APIVSPC], sentinelInline, proxies[simulator.APIVBR], sentinelTypo, sentinelURL, proxies[simulator.APIEM], sentinelInlineKey))
 
 	artifacts := map[string]string{}
-	bin := exporterBinary(t)
+	bin := proctest.SharedExporter(t)
 	check := func(name, file string, wantCode int) {
 		cmd := exec.Command(bin, "--config.check", "--config.file="+file, "--log.level=debug")
 		out, err := cmd.CombinedOutput()
@@ -229,13 +230,13 @@ trigger:
 		t.Errorf("--config.check of the bad config does not explain its problems:\n%s", artifacts["--config.check (bad config)"])
 	}
 	// The bad config, run for real, must fail the same way.
-	bad := startExporter(t, "--config.file="+badFile, "--log.level=debug", "--web.listen-address="+freeAddr(t))
-	if code := bad.wait(t, 20*time.Second); code == 0 {
+	bad := startExporter(t, "--config.file="+badFile, "--log.level=debug", "--web.listen-address="+proctest.FreeAddr(t))
+	if code := bad.Wait(t, 20*time.Second); code == 0 {
 		t.Error("the exporter started with the bad config")
 	}
-	artifacts["exporter logs (bad config)"] = bad.logs()
+	artifacts["exporter logs (bad config)"] = bad.Logs()
 
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	base := "http://" + addr
 	p := startExporter(t, "--config.file="+cfgFile, "--log.level=debug", "--web.listen-address="+addr)
 	hc := &http.Client{Timeout: 30 * time.Second}
@@ -297,8 +298,8 @@ trigger:
 		t.Errorf("reload: %d %v %s", code, err, b)
 	}
 	get("/metrics (after reload)", "/metrics")
-	p.stop()
-	artifacts["exporter logs"] = p.logs()
+	p.Stop()
+	artifacts["exporter logs"] = p.Logs()
 	artifacts["audit log"] = string(readFileOrEmpty(t, filepath.Join(dir, "audit.jsonl")))
 	artifacts["state file"] = string(readFileOrEmpty(t, filepath.Join(dir, "state.json")))
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, "*.corrupt-*")); len(leftovers) > 0 {
@@ -344,7 +345,7 @@ trigger:
 	for _, name := range names {
 		text := artifacts[name]
 		if found := contains(text, needles); len(found) > 0 {
-			t.Errorf("%s contains secrets %q:\n%s", name, found, tail(text, 4<<10))
+			t.Errorf("%s contains secrets %q:\n%s", name, found, proctest.Tail(text, 4<<10))
 		}
 		if m := vbrJWTHeader.FindString(text); m != "" {
 			t.Errorf("%s contains a VBR access token %.40s…", name, m)
