@@ -82,6 +82,17 @@ func FormatAPIError(target, method, path string, status int, detail string) stri
 	return b.String()
 }
 
+// CleanMessage puts a server's error message on one line and bounds its
+// length, the same way for every API's typed error.
+func CleanMessage(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	const maxLen = 512
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	return s
+}
+
 // UnparsedBody describes an error body the client could not parse, without
 // quoting it: a body from a proxy or load balancer is not ours to log.
 func UnparsedBody(r *Response) string {

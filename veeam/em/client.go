@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/rest"
 )
 
 // IdleTimeout is EM's logon session idle timeout; the client logs on again
@@ -58,7 +58,7 @@ type Client struct {
 	auth   *veeam.Auth
 	opts   veeam.ClientOptions
 	format Format
-	closed atomic.Bool
+	conn   *rest.Conn
 }
 
 // New returns a client for o. It does not contact the server: the first call
@@ -87,6 +87,15 @@ func newClient(o veeam.ClientOptions, now func() time.Time, opts ...Option) (*Cl
 		Logger:  t.Logger(),
 		Now:     now,
 	})
+	c.conn = &rest.Conn{
+		Name: o.Name, T: t, Auth: c.auth,
+		Header:      func() http.Header { return http.Header{"Accept": {c.accept()}} },
+		ContentType: c.accept,
+		SetAuth:     setSession,
+		ParseError: func(method, path string, r *veeam.Response) error {
+			return parseError(c.name, method, path, r)
+		},
+	}
 	return c, nil
 }
 
@@ -134,65 +143,33 @@ func setSession(h http.Header, cr *veeam.Credential) { h.Set(sessionHeader, cr.T
 // Close ends the logon session (DELETE /api/logonSessions/{id}). Calls after
 // Close fail with veeam.ErrClosed.
 func (c *Client) Close(ctx context.Context) error {
-	if c.closed.Swap(true) {
+	return c.conn.Close(ctx, func(ctx context.Context, cr *veeam.Credential) error {
+		if cr.SessionID == "" {
+			return nil
+		}
+		path := "/api/logonSessions/" + url.PathEscape(cr.SessionID)
+		h := http.Header{"Accept": {c.accept()}}
+		setSession(h, cr)
+		resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodDelete, Path: path, Header: h, Retry: veeam.RetryNever})
+		if err != nil {
+			return err
+		}
+		// 401/404: the session had already expired; nothing to end.
+		if !resp.OK() && resp.Status != http.StatusUnauthorized && resp.Status != http.StatusNotFound {
+			return parseError(c.name, http.MethodDelete, path, resp)
+		}
 		return nil
-	}
-	defer c.t.CloseIdleConnections()
-	cr := c.auth.Take()
-	if cr == nil || cr.SessionID == "" {
-		return nil
-	}
-	path := "/api/logonSessions/" + url.PathEscape(cr.SessionID)
-	h := http.Header{"Accept": {c.accept()}}
-	setSession(h, cr)
-	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodDelete, Path: path, Header: h, Retry: veeam.RetryNever})
-	if err != nil {
-		return err
-	}
-	// 401/404: the session had already expired; nothing to end.
-	if !resp.OK() && resp.Status != http.StatusUnauthorized && resp.Status != http.StatusNotFound {
-		return parseError(c.name, http.MethodDelete, path, resp)
-	}
-	return nil
+	})
 }
 
 // call is one API request with the logon session (401 → one new logon and
 // one resend), retries for reads and typed errors.
 func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte) (*veeam.Response, error) {
-	if c.closed.Load() {
-		return nil, fmt.Errorf("target %q: %w", c.name, veeam.ErrClosed)
-	}
-	h := http.Header{"Accept": {c.accept()}}
-	if body != nil {
-		h.Set("Content-Type", c.accept())
-	}
-	mode := veeam.RetryIdempotent
-	if method != http.MethodGet {
-		mode = veeam.RetryNever
-	}
-	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
-	resp, err := c.t.DoAuth(ctx, c.auth, req, setSession, nil)
-	if err != nil {
-		return nil, err
-	}
-	if !resp.OK() {
-		return nil, parseError(c.name, method, path, resp)
-	}
-	return resp, nil
+	return c.conn.Call(ctx, method, path, q, body, "")
 }
 
 func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
-	var zero T
-	resp, err := c.call(ctx, http.MethodGet, path, q, nil)
-	if err != nil {
-		return zero, err
-	}
-	v, err := dec(resp.Body)
-	resp.Release() // the decoders keep nothing of the body
-	if err != nil {
-		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
-	}
-	return v, nil
+	return rest.Get(ctx, c.conn, path, q, dec)
 }
 
 // query reads every page of a query service type as entities, sorted by

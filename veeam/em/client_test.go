@@ -1,7 +1,6 @@
 package em
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -22,89 +22,27 @@ const target = "em-hq"
 
 var formats = []Format{JSON, XML}
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func startSim(t *testing.T, o simulator.Options) *simulator.Simulator {
-	t.Helper()
-	o.TLS = true
-	if o.ActionDuration == 0 {
-		o.ActionDuration = 50 * time.Millisecond
-	}
-	s, err := simulator.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 func clientOptions(s *simulator.Simulator) veeam.ClientOptions {
-	return veeam.ClientOptions{
-		Name:     target,
-		URL:      s.EMURL(),
-		Username: simulator.DefaultUsername,
-		Password: promconfig.Secret(simulator.DefaultPassword),
-		HTTPClientConfig: promconfig.HTTPClientConfig{
-			TLSConfig: promconfig.TLSConfig{CA: string(s.CACertPEM())},
-		},
-		Timeout:         5 * time.Second,
-		PageConcurrency: 4,
-	}
+	return simtest.ClientOptions(s, target, s.EMURL())
 }
 
 func newTestClient(t *testing.T, o veeam.ClientOptions, now func() time.Time, f Format) *Client {
 	t.Helper()
-	if now == nil {
-		now = time.Now
-	}
-	c, err := newClient(o, now, WithFormat(f))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return simtest.NewClient(t, now, func(now func() time.Time) (*Client, error) { return newClient(o, now, WithFormat(f)) })
 }
 
 func count(s *simulator.Simulator, method, path, query string) int {
-	n := 0
-	for _, r := range s.Requests(simulator.APIEM) {
-		if r.Method == method && strings.EqualFold(r.Path, path) && strings.Contains(r.RawQuery, query) {
-			n++
-		}
-	}
-	return n
+	return simtest.Count(s, simulator.APIEM, func(r simulator.Request) bool {
+		return r.Method == method && strings.EqualFold(r.Path, path) && strings.Contains(r.RawQuery, query)
+	})
 }
 
 func logons(s *simulator.Simulator) int { return count(s, http.MethodPost, "/api/sessionMngr/", "") }
 
-func settle(s *simulator.Simulator) {
-	n := -1
-	for range 100 {
-		m := len(s.Requests(simulator.APIEM))
-		if m == n {
-			return
-		}
-		n = m
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestListsMatchEstate(t *testing.T) {
 	for _, f := range formats {
 		t.Run(f.String(), func(t *testing.T) {
-			s := startSim(t, simulator.Options{Seed: 4, EM: simulator.EMOptions{Plans: 401, VMsPerPlan: 3, CloudSessions: 450}})
+			s := simtest.Start(t, simulator.Options{Seed: 4, EM: simulator.EMOptions{Plans: 401, VMsPerPlan: 3, CloudSessions: 450}})
 			c := newTestClient(t, clientOptions(s), nil, f)
 			ctx := t.Context()
 			est := s.Estate().EM
@@ -206,7 +144,7 @@ func TestListsMatchEstate(t *testing.T) {
 func TestActionsTrackedToTheEnd(t *testing.T) {
 	for _, f := range formats {
 		t.Run(f.String(), func(t *testing.T) {
-			s := startSim(t, simulator.Options{Seed: 5})
+			s := simtest.Start(t, simulator.Options{Seed: 5})
 			c := newTestClient(t, clientOptions(s), nil, f)
 			ctx := t.Context()
 			est := s.Estate().EM
@@ -317,13 +255,13 @@ func waitTask(t *testing.T, c *Client, id string) veeam.Task {
 }
 
 func TestSessionAuth(t *testing.T) {
-	clk := newFakeClock()
-	s := startSim(t, simulator.Options{Seed: 6, Now: clk.Now, EM: simulator.EMOptions{CloudSessions: 700}})
+	clk := simtest.NewClock()
+	s := simtest.Start(t, simulator.Options{Seed: 6, Now: clk.Now, EM: simulator.EMOptions{CloudSessions: 700}})
 	o := clientOptions(s)
 	o.PageConcurrency = 1
 	var expire atomic.Bool
 	o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return rtFunc(func(r *http.Request) (*http.Response, error) {
+		return simtest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if r.URL.Query().Get("page") == "3" && expire.CompareAndSwap(true, false) {
 				s.SetFault(simulator.APIEM, simulator.Fault{ExpireAuth: true})
 			}
@@ -414,7 +352,7 @@ func TestSessionAuth(t *testing.T) {
 func TestErrorsAndRetries(t *testing.T) {
 	for _, f := range formats {
 		t.Run(f.String(), func(t *testing.T) {
-			s := startSim(t, simulator.Options{Seed: 7})
+			s := simtest.Start(t, simulator.Options{Seed: 7})
 			ctx := t.Context()
 			o := clientOptions(s)
 			o.Password = "wrong"
@@ -474,7 +412,7 @@ func TestErrorsAndRetries(t *testing.T) {
 				if _, err := c.StartFailoverPlan(ctx, plan, nil); err == nil {
 					t.Errorf("fault %+v: no error", fault)
 				}
-				settle(s)
+				simtest.Settle(s, simulator.APIEM)
 				if n := count(s, http.MethodPost, path, "action=start"); n != 1 {
 					t.Errorf("fault %+v: %d requests, want 1", fault, n)
 				}
@@ -495,7 +433,7 @@ func TestErrorsAndRetries(t *testing.T) {
 }
 
 func TestUnknownCA(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 8})
+	s := simtest.Start(t, simulator.Options{Seed: 8})
 	o := clientOptions(s)
 	o.HTTPClientConfig = promconfig.HTTPClientConfig{}
 	_, err := newTestClient(t, o, nil, JSON).ListFailoverPlans(t.Context())
@@ -503,7 +441,3 @@ func TestUnknownCA(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
-
-type rtFunc func(*http.Request) (*http.Response, error)
-
-func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

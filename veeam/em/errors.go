@@ -27,10 +27,7 @@ func (e *Error) HTTPStatus() int { return e.Status }
 func parseError(target, method, path string, r *veeam.Response) *Error {
 	e := &Error{Target: target, Method: method, Path: path, Status: r.Status}
 	if msg, _, err := DecodeError(r.Body); err == nil && strings.TrimSpace(msg) != "" {
-		e.Message = strings.Join(strings.Fields(msg), " ")
-		if len(e.Message) > 512 {
-			e.Message = e.Message[:512] + "..."
-		}
+		e.Message = veeam.CleanMessage(msg)
 	} else {
 		e.Message = veeam.UnparsedBody(r)
 	}

@@ -1,19 +1,14 @@
 package em
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -129,30 +124,14 @@ func TestDecodeListForms(t *testing.T) {
 // TestWriteFuzzSeeds regenerates the committed fuzz seeds from simulator
 // answers when VEEAM_WRITE_FUZZ_SEEDS=1.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("VEEAM_WRITE_FUZZ_SEEDS") == "" {
-		t.Skip("set VEEAM_WRITE_FUZZ_SEEDS=1 to regenerate testdata/fuzz")
-	}
-	s := startSim(t, simulator.Options{Seed: 1, EM: simulator.EMOptions{Plans: 2, VMsPerPlan: 2, CloudSessions: 3, CdpReplicas: 1, VMsPerCdpReplica: 1}})
+	simtest.SkipUnlessWritingSeeds(t)
+	s := simtest.Start(t, simulator.Options{Seed: 1, EM: simulator.EMOptions{Plans: 2, VMsPerPlan: 2, CloudSessions: 3, CdpReplicas: 1, VMsPerCdpReplica: 1}})
 	for _, f := range formats {
-		var mu sync.Mutex
-		bodies := map[string][]byte{}
+		rec := &simtest.SeedRecorder{Name: func(r *http.Request, status int) string {
+			return r.Method + r.URL.Path + "_" + r.URL.Query().Get("type") + r.URL.Query().Get("action") + "_" + strconv.Itoa(status)
+		}}
 		o := clientOptions(s)
-		o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-			return rtFunc(func(r *http.Request) (*http.Response, error) {
-				resp, err := rt.RoundTrip(r)
-				if err != nil {
-					return resp, err
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				resp.Body = io.NopCloser(bytes.NewReader(b))
-				name := r.Method + r.URL.Path + "_" + r.URL.Query().Get("type") + r.URL.Query().Get("action") + "_" + strconv.Itoa(resp.StatusCode)
-				mu.Lock()
-				bodies[name] = b
-				mu.Unlock()
-				return resp, nil
-			})
-		}
+		o.WrapTransport = rec.Wrap
 		c := newTestClient(t, o, nil, f)
 		ctx := t.Context()
 		est := s.Estate().EM
@@ -163,23 +142,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		_, _ = c.GetTask(ctx, task.ID)
 		_, _ = c.ListTasks(ctx)
 		_, _ = c.GetTask(ctx, "task-999")
-		dir := filepath.Join("testdata", "fuzz", "FuzzDecode"+strings.ToUpper(f.String()))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		clean := regexp.MustCompile(`[^A-Za-z0-9_]+`)
-		uuidRe := regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
-		for name, b := range bodies {
-			if len(b) == 0 {
-				continue
-			}
-			name = uuidRe.ReplaceAllString(name, "id")
-			// Tokens and session ids are not in bodies; the logon body
-			// holds only the user name and a random session id.
-			file := filepath.Join(dir, "sim_"+strings.Trim(clean.ReplaceAllString(name, "_"), "_"))
-			if err := os.WriteFile(file, []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(b)))), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		// Tokens and session ids are not in bodies; the logon body holds
+		// only the user name and a random session id.
+		rec.Write(t, filepath.Join("testdata", "fuzz", "FuzzDecode"+strings.ToUpper(f.String())))
 	}
 }

@@ -10,12 +10,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/rest"
 )
 
 // DefaultAPIVersion is sent as x-api-version when ClientOptions.APIVersion
@@ -37,7 +37,7 @@ type Client struct {
 	auth    *veeam.Auth
 	version string
 	opts    veeam.ClientOptions
-	closed  atomic.Bool
+	conn    *rest.Conn
 }
 
 // New returns a client for o. It does not contact the server: the first call
@@ -50,7 +50,9 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 	if o.Username == "" || o.Password == "" {
 		return nil, fmt.Errorf("target %q: vbr needs a username and password", o.Name)
 	}
-	t, err := veeam.NewTransport(o, classify)
+	// B&R's retryable answers are 429 and 5xx (ServiceUnavailable,
+	// UnknownError): the default policy.
+	t, err := veeam.NewTransport(o, veeam.DefaultClassifier)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +68,15 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 		Logger:  t.Logger(),
 		Now:     now,
 	})
+	c.conn = &rest.Conn{
+		Name: o.Name, T: t, Auth: c.auth,
+		Header:      c.headers,
+		ContentType: func() string { return "application/json" },
+		SetAuth:     setBearer,
+		ParseError: func(method, path string, r *veeam.Response) error {
+			return parseError(c.name, method, path, r)
+		},
+	}
 	return c, nil
 }
 
@@ -75,25 +86,19 @@ func (c *Client) APIVersion() string { return c.version }
 // Close logs out (POST /api/oauth2/logout expires both tokens). Calls after
 // Close fail with veeam.ErrClosed.
 func (c *Client) Close(ctx context.Context) error {
-	if c.closed.Swap(true) {
+	return c.conn.Close(ctx, func(ctx context.Context, cr *veeam.Credential) error {
+		const path = "/api/oauth2/logout"
+		h := c.headers()
+		setBearer(h, cr)
+		resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodPost, Path: path, Header: h, Retry: veeam.RetryNever})
+		if err != nil {
+			return err
+		}
+		if !resp.OK() && resp.Status != http.StatusUnauthorized {
+			return parseError(c.name, http.MethodPost, path, resp)
+		}
 		return nil
-	}
-	defer c.t.CloseIdleConnections()
-	cr := c.auth.Take()
-	if cr == nil {
-		return nil
-	}
-	const path = "/api/oauth2/logout"
-	h := c.headers()
-	setBearer(h, cr)
-	resp, err := c.t.Do(ctx, &veeam.Request{Method: http.MethodPost, Path: path, Header: h, Retry: veeam.RetryNever})
-	if err != nil {
-		return err
-	}
-	if !resp.OK() && resp.Status != http.StatusUnauthorized {
-		return parseError(c.name, http.MethodPost, path, resp)
-	}
-	return nil
+	})
 }
 
 func (c *Client) headers() http.Header {
@@ -156,63 +161,17 @@ func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential,
 
 func setBearer(h http.Header, cr *veeam.Credential) { h.Set("Authorization", "Bearer "+cr.Token) }
 
-// call is one API request with auth (401 → one new login and one resend),
-// retries for reads and typed errors.
 func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte) (*veeam.Response, error) {
-	if c.closed.Load() {
-		return nil, fmt.Errorf("target %q: %w", c.name, veeam.ErrClosed)
-	}
-	h := c.headers()
-	mode := veeam.RetryIdempotent
-	if method != http.MethodGet {
-		mode = veeam.RetryNever
-	}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
-	resp, err := c.t.DoAuth(ctx, c.auth, req, setBearer, nil)
-	if err != nil {
-		return nil, err
-	}
-	if !resp.OK() {
-		return nil, parseError(c.name, method, path, resp)
-	}
-	return resp, nil
+	return c.conn.Call(ctx, method, path, q, body, "")
 }
 
 func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
-	var zero T
-	resp, err := c.call(ctx, http.MethodGet, path, q, nil)
-	if err != nil {
-		return zero, err
-	}
-	v, err := dec(resp.Body)
-	resp.Release() // the decoders keep nothing of the body
-	if err != nil {
-		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
-	}
-	return v, nil
+	return rest.Get(ctx, c.conn, path, q, dec)
 }
 
+// list reads every page of a collection (skip/limit paging).
 func list[T any, K comparable](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) ([]T, int, error), id func(T) K) ([]T, error) {
-	return veeam.ReadOffsetPages(ctx, c.t.PageReaders(), PageSize, func(ctx context.Context, skip, limit int) ([]T, int, error) {
-		pq := url.Values{}
-		for k, v := range q {
-			pq[k] = v
-		}
-		pq.Set("skip", strconv.Itoa(skip))
-		pq.Set("limit", strconv.Itoa(limit))
-		type pg struct {
-			items []T
-			total int
-		}
-		p, err := get(ctx, c, path, pq, func(b []byte) (pg, error) {
-			items, total, err := dec(b)
-			return pg{items, total}, err
-		})
-		return p.items, p.total, err
-	}, id)
+	return rest.List(ctx, c.conn, path, q, "skip", PageSize, dec, id)
 }
 
 func checkID(what, id string) (string, error) {

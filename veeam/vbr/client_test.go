@@ -20,74 +20,23 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
 const target = "vbr-site-a"
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func startSim(t *testing.T, o simulator.Options) *simulator.Simulator {
-	t.Helper()
-	o.TLS = true
-	if o.ActionDuration == 0 {
-		o.ActionDuration = 50 * time.Millisecond
-	}
-	s, err := simulator.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 func clientOptions(s *simulator.Simulator) veeam.ClientOptions {
-	return veeam.ClientOptions{
-		Name:     target,
-		URL:      s.VBRURL(),
-		Username: simulator.DefaultUsername,
-		Password: promconfig.Secret(simulator.DefaultPassword),
-		HTTPClientConfig: promconfig.HTTPClientConfig{
-			TLSConfig: promconfig.TLSConfig{CA: string(s.CACertPEM())},
-		},
-		Timeout:         5 * time.Second,
-		PageConcurrency: 4,
-	}
+	return simtest.ClientOptions(s, target, s.VBRURL())
 }
 
 func newTestClient(t *testing.T, o veeam.ClientOptions, now func() time.Time) *Client {
 	t.Helper()
-	if now == nil {
-		now = time.Now
-	}
-	c, err := newClient(o, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return simtest.NewClient(t, now, func(now func() time.Time) (*Client, error) { return newClient(o, now) })
 }
 
 func count(s *simulator.Simulator, method, path string) int {
-	n := 0
-	for _, r := range s.Requests(simulator.APIVBR) {
-		if r.Method == method && r.Path == path {
-			n++
-		}
-	}
-	return n
+	return simtest.Count(s, simulator.APIVBR, func(r simulator.Request) bool { return r.Method == method && r.Path == path })
 }
 
 // grants counts the token requests by grant type.
@@ -104,21 +53,8 @@ func grants(s *simulator.Simulator) map[string]int {
 
 func logins(s *simulator.Simulator) int { return grants(s)["password"] }
 
-// settle waits until the request log stops growing.
-func settle(s *simulator.Simulator) {
-	n := -1
-	for range 100 {
-		m := len(s.Requests(simulator.APIVBR))
-		if m == n {
-			return
-		}
-		n = m
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestListsMatchEstate(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 3, VBR: simulator.VBROptions{Replicas: 451, PointsPerReplica: 3}})
+	s := simtest.Start(t, simulator.Options{Seed: 3, VBR: simulator.VBROptions{Replicas: 451, PointsPerReplica: 3}})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	est := s.Estate().VBR
@@ -210,8 +146,8 @@ func TestRequestsValidateAgainstSpecs(t *testing.T) {
 	for _, rev := range []string{"1.2-rev1", "1.3-rev0", "1.3-rev1", "1.3-rev2"} {
 		t.Run(rev, func(t *testing.T) {
 			router := specRouter(t, rev)
-			clk := newFakeClock()
-			s := startSim(t, simulator.Options{Seed: 5, Now: clk.Now})
+			clk := simtest.NewClock()
+			s := simtest.Start(t, simulator.Options{Seed: 5, Now: clk.Now})
 			o := clientOptions(s)
 			o.APIVersion = rev
 			c := newTestClient(t, o, clk.Now)
@@ -327,7 +263,7 @@ func waitSession(t *testing.T, c *Client, id string) veeam.Session {
 }
 
 func TestEveryFailoverKindTrackedToTheEnd(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 8})
+	s := simtest.Start(t, simulator.Options{Seed: 8})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 
@@ -397,7 +333,7 @@ func TestEveryFailoverKindTrackedToTheEnd(t *testing.T) {
 }
 
 func TestFailoverNeverRetriedBlindly(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 9})
+	s := simtest.Start(t, simulator.Options{Seed: 9})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	p := pointAllowing(t, c, FailoverNow)
@@ -416,7 +352,7 @@ func TestFailoverNeverRetriedBlindly(t *testing.T) {
 		} else if !strings.Contains(err.Error(), `target "vbr-site-a"`) {
 			t.Errorf("error does not name the target: %v", err)
 		}
-		settle(s)
+		simtest.Settle(s, simulator.APIVBR)
 		if n := count(s, http.MethodPost, path); n != 1 {
 			t.Errorf("fault %+v: %d requests, want 1", f, n)
 		}
@@ -440,13 +376,13 @@ func TestFailoverNeverRetriedBlindly(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	clk := newFakeClock()
-	s := startSim(t, simulator.Options{Seed: 10, Now: clk.Now, VBR: simulator.VBROptions{Replicas: 300, PointsPerReplica: 4}})
+	clk := simtest.NewClock()
+	s := simtest.Start(t, simulator.Options{Seed: 10, Now: clk.Now, VBR: simulator.VBROptions{Replicas: 300, PointsPerReplica: 4}})
 	o := clientOptions(s)
 	o.PageConcurrency = 1
 	var expireAt atomic.Bool
 	o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return rtFunc(func(r *http.Request) (*http.Response, error) {
+		return simtest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if r.URL.Query().Get("skip") == "500" && expireAt.CompareAndSwap(true, false) {
 				s.SetFault(simulator.APIVBR, simulator.Fault{ExpireAuth: true})
 			}
@@ -545,7 +481,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 11})
+	s := simtest.Start(t, simulator.Options{Seed: 11})
 	ctx := t.Context()
 
 	o := clientOptions(s)
@@ -635,10 +571,6 @@ func TestGrantSpelling(t *testing.T) {
 		t.Error("failover kind names")
 	}
 }
-
-type rtFunc func(*http.Request) (*http.Response, error)
-
-func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestSpecValidatorCatchesBadRequests guards the contract test: the
 // validator must reject what the specs forbid.

@@ -2,9 +2,6 @@ package vbr
 
 import (
 	"encoding/json"
-	"net/http"
-	"strings"
-	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
@@ -57,20 +54,9 @@ func parseError(target, method, path string, r *veeam.Response) *Error {
 	e := &Error{Target: target, Method: method, Path: path, Status: r.Status}
 	if code, msg, err := DecodeError(r.Body); err == nil && (code != "" || msg != "") {
 		e.ErrorCode = code
-		e.Message = strings.Join(strings.Fields(msg), " ")
-		if len(e.Message) > 512 {
-			e.Message = e.Message[:512] + "..."
-		}
+		e.Message = veeam.CleanMessage(msg)
 	} else {
 		e.Message = veeam.UnparsedBody(r)
 	}
 	return e
-}
-
-// classify retries 429 and 5xx reads (ServiceUnavailable, UnknownError).
-func classify(r *veeam.Response) (bool, time.Duration) {
-	if r.Status == http.StatusTooManyRequests || r.Status >= 500 {
-		return true, veeam.RetryAfterHeader(r.Header)
-	}
-	return false, 0
 }

@@ -1,29 +1,17 @@
 package vbr
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
-
-func lowerID(t *testing.T, id string) {
-	if id != strings.ToLower(id) {
-		t.Fatalf("id %q not lower-case", id)
-	}
-}
 
 // FuzzDecodeJSON runs every B&R decoder on arbitrary bodies. Seeds under
 // testdata/fuzz are simulator answers (TestWriteFuzzSeeds).
@@ -44,13 +32,13 @@ func FuzzDecodeJSON(f *testing.F) {
 				t.Fatalf("total %d", total)
 			}
 			for _, r := range rs {
-				lowerID(t, r.ID)
+				simtest.LowerID(t, r.ID)
 			}
 		}
 		if ps, _, err := DecodeReplicaPoints(body); err == nil {
 			for _, p := range ps {
-				lowerID(t, p.ID)
-				lowerID(t, p.ReplicaID)
+				simtest.LowerID(t, p.ID)
+				simtest.LowerID(t, p.ReplicaID)
 				if p.AllowedOperations == nil {
 					t.Fatal("nil allowed operations")
 				}
@@ -58,17 +46,17 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 		if ss, _, err := DecodeSessions(body); err == nil {
 			for _, s := range ss {
-				lowerID(t, s.ID)
+				simtest.LowerID(t, s.ID)
 			}
 		}
 		if r, err := DecodeReplica(body); err == nil {
-			lowerID(t, r.ID)
+			simtest.LowerID(t, r.ID)
 		}
 		if p, err := DecodeReplicaPoint(body); err == nil {
-			lowerID(t, p.ID)
+			simtest.LowerID(t, p.ID)
 		}
 		if s, err := DecodeSession(body); err == nil {
-			lowerID(t, s.ID)
+			simtest.LowerID(t, s.ID)
 		}
 		e := parseError("t", "GET", "/p", &veeam.Response{Status: 500, Header: http.Header{}, Body: body})
 		if e.Message == "" && e.ErrorCode == "" {
@@ -80,29 +68,17 @@ func FuzzDecodeJSON(f *testing.F) {
 // TestWriteFuzzSeeds regenerates testdata/fuzz from simulator answers when
 // VEEAM_WRITE_FUZZ_SEEDS=1.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("VEEAM_WRITE_FUZZ_SEEDS") == "" {
-		t.Skip("set VEEAM_WRITE_FUZZ_SEEDS=1 to regenerate testdata/fuzz")
-	}
-	s := startSim(t, simulator.Options{Seed: 1, VBR: simulator.VBROptions{Replicas: 2, PointsPerReplica: 2}})
-	var mu sync.Mutex
-	bodies := map[string][]byte{}
+	simtest.SkipUnlessWritingSeeds(t)
+	s := simtest.Start(t, simulator.Options{Seed: 1, VBR: simulator.VBROptions{Replicas: 2, PointsPerReplica: 2}})
+	rec := &simtest.SeedRecorder{Name: func(r *http.Request, status int) string {
+		if strings.HasPrefix(r.URL.Path, "/api/oauth2/") { // tokens
+			return ""
+		}
+		return simtest.SeedName(r, status)
+	}}
 	o := clientOptions(s)
 	o.APIVersion = "1.3-rev2"
-	o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return rtFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := rt.RoundTrip(r)
-			if err != nil || strings.HasPrefix(r.URL.Path, "/api/oauth2/") { // tokens
-				return resp, err
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			resp.Body = io.NopCloser(bytes.NewReader(b))
-			mu.Lock()
-			bodies[r.Method+r.URL.Path+"_"+strconv.Itoa(resp.StatusCode)] = b
-			mu.Unlock()
-			return resp, nil
-		})
-	}
+	o.WrapTransport = rec.Wrap
 	c := newTestClient(t, o, nil)
 	ctx := t.Context()
 	reps, _ := c.ListReplicas(ctx)
@@ -114,20 +90,5 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	_ = waitSession(t, c, ss[0].ID)
 	_, _ = c.GetReplica(ctx, uuid.NewString())                   // 404
 	_, _ = c.Failover(ctx, FailoverNow, []string{p.ID}, "again") // 400
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeJSON")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	clean := regexp.MustCompile(`[^A-Za-z0-9_]+`)
-	uuidRe := regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
-	for name, b := range bodies {
-		if len(b) == 0 {
-			continue
-		}
-		name = uuidRe.ReplaceAllString(name, "id")
-		file := filepath.Join(dir, "sim_"+strings.Trim(clean.ReplaceAllString(name, "_"), "_"))
-		if err := os.WriteFile(file, []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(b)))), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rec.Write(t, filepath.Join("testdata", "fuzz", "FuzzDecodeJSON"))
 }

@@ -10,12 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/rest"
 )
 
 // APIRoot is the path prefix of the v3 API.
@@ -36,7 +36,7 @@ type Client struct {
 	auth    *veeam.Auth
 	version string
 	opts    veeam.ClientOptions
-	closed  atomic.Bool
+	conn    *rest.Conn
 }
 
 // New returns a client for o. It does not contact the server: the first call
@@ -70,6 +70,16 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 		cfg.Refresh = c.refresh
 	}
 	c.auth = veeam.NewAuth(cfg)
+	c.conn = &rest.Conn{
+		Name: o.Name, T: t, Auth: c.auth,
+		Header:      c.headers,
+		ContentType: func() string { return "application/json" },
+		SetAuth:     setBearer,
+		ParseError: func(method, path string, r *veeam.Response) error {
+			return parseError(c.name, method, path, r)
+		},
+		CheckRead: c.refuseAsync,
+	}
 	return c, nil
 }
 
@@ -77,7 +87,7 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 // documented as expensive and for emergencies), so the token is dropped and
 // left to expire. Calls after Close fail with veeam.ErrClosed.
 func (c *Client) Close(context.Context) error {
-	c.closed.Store(true)
+	c.conn.MarkClosed()
 	c.auth.Take()
 	c.t.CloseIdleConnections()
 	return nil
@@ -98,11 +108,7 @@ func (c *Client) refresh(ctx context.Context, rt string) (*veeam.Credential, err
 
 func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential, error) {
 	const path = APIRoot + "/token"
-	h := http.Header{"Accept": {"application/json"}}
-	if c.version != "" {
-		h.Set("X-Client-Version", c.version)
-	}
-	return c.t.OAuth2Token(ctx, path, h, form, defaultTokenLifetime, func(resp *veeam.Response) error {
+	return c.t.OAuth2Token(ctx, path, c.headers(), form, defaultTokenLifetime, func(resp *veeam.Response) error {
 		return parseError(c.name, http.MethodPost, path, resp)
 	})
 }
@@ -111,70 +117,37 @@ func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential,
 // when set, goes out as X-Request-id and allows one resend after a
 // connection error.
 func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte, requestID string) (*veeam.Response, error) {
-	if c.closed.Load() {
-		return nil, fmt.Errorf("target %q: %w", c.name, veeam.ErrClosed)
-	}
-	h := http.Header{"Accept": {"application/json"}}
-	if c.version != "" {
-		h.Set("X-Client-Version", c.version)
-	}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	mode := veeam.RetryIdempotent
-	if method != http.MethodGet {
-		mode = veeam.RetryNever
-		if requestID != "" {
-			h.Set("X-Request-id", requestID)
-			mode = veeam.RetryConnectionOnce
-		}
-	}
-	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
-	resp, err := c.t.DoAuth(ctx, c.auth, req, setBearer, nil)
-	if err != nil {
-		return nil, err
-	}
-	if !resp.OK() {
-		return nil, parseError(c.name, method, path, resp)
-	}
-	return resp, nil
+	return c.conn.Call(ctx, method, path, q, body, requestID)
 }
 
 func setBearer(h http.Header, cr *veeam.Credential) { h.Set("Authorization", "Bearer "+cr.Token) }
 
-// get reads path and decodes the body with dec.
-func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
-	var zero T
-	resp, err := c.call(ctx, http.MethodGet, path, q, nil, "")
-	if err != nil {
-		return zero, err
+// headers are the headers of every request, /token included.
+func (c *Client) headers() http.Header {
+	h := http.Header{"Accept": {"application/json"}}
+	if c.version != "" {
+		h.Set("X-Client-Version", c.version)
 	}
-	if resp.Status == http.StatusAccepted {
-		return zero, &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
-			Message: "read answered asynchronously (202); not supported"}
-	}
-	v, err := dec(resp.Body)
-	resp.Release() // the decoders keep nothing of the body
-	if err != nil {
-		return zero, &veeam.DecodeError{Target: c.name, Method: http.MethodGet, Path: path, Err: err}
-	}
-	return v, nil
+	return h
 }
 
-// list reads every page of a collection.
+// refuseAsync refuses a read answered with 202: reads are not polled.
+func (c *Client) refuseAsync(path string, resp *veeam.Response) error {
+	if resp.Status == http.StatusAccepted {
+		return &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
+			Message: "read answered asynchronously (202); not supported"}
+	}
+	return nil
+}
+
+// get reads path and decodes the body with dec.
+func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
+	return rest.Get(ctx, c.conn, path, q, dec)
+}
+
+// list reads every page of a collection (offset/limit paging).
 func list[T any, K comparable](ctx context.Context, c *Client, path string, dec func([]byte) ([]T, int, error), id func(T) K) ([]T, error) {
-	return veeam.ReadOffsetPages(ctx, c.t.PageReaders(), PageSize, func(ctx context.Context, offset, limit int) ([]T, int, error) {
-		q := url.Values{"limit": {fmt.Sprint(limit)}, "offset": {fmt.Sprint(offset)}}
-		type pg struct {
-			items []T
-			total int
-		}
-		p, err := get(ctx, c, path, q, func(b []byte) (pg, error) {
-			items, total, err := dec(b)
-			return pg{items, total}, err
-		})
-		return p.items, p.total, err
-	}, id)
+	return rest.List(ctx, c.conn, path, nil, "offset", PageSize, dec, id)
 }
 
 // checkID validates a path id: VSPC uids are UUIDs, and anything else could

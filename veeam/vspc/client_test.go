@@ -17,99 +17,33 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
 const target = "vspc-main"
 
-// fakeClock is shared by the simulator and the client in tests that move
-// time.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Now()} }
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func startSim(t *testing.T, o simulator.Options) *simulator.Simulator {
-	t.Helper()
-	o.TLS = true
-	if o.ActionDuration == 0 {
-		o.ActionDuration = 50 * time.Millisecond
-	}
-	s, err := simulator.Start(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
-}
-
 func clientOptions(s *simulator.Simulator) veeam.ClientOptions {
-	return veeam.ClientOptions{
-		Name:     target,
-		URL:      s.VSPCURL(),
-		Username: simulator.DefaultUsername,
-		Password: promconfig.Secret(simulator.DefaultPassword),
-		HTTPClientConfig: promconfig.HTTPClientConfig{
-			TLSConfig: promconfig.TLSConfig{CA: string(s.CACertPEM())},
-		},
-		Timeout:         5 * time.Second,
-		PageConcurrency: 4,
-	}
+	return simtest.ClientOptions(s, target, s.VSPCURL())
 }
 
 func newTestClient(t *testing.T, o veeam.ClientOptions, now func() time.Time) *Client {
 	t.Helper()
-	if now == nil {
-		now = time.Now
-	}
-	c, err := newClient(o, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return simtest.NewClient(t, now, func(now func() time.Time) (*Client, error) { return newClient(o, now) })
 }
 
 // count counts logged requests matching method and path (suffix after
 // /api/v3).
 func count(s *simulator.Simulator, method, path string) int {
-	n := 0
-	for _, r := range s.Requests(simulator.APIVSPC) {
-		if r.Method == method && strings.EqualFold(r.Path, APIRoot+path) {
-			n++
-		}
-	}
-	return n
+	return simtest.Count(s, simulator.APIVSPC, func(r simulator.Request) bool {
+		return r.Method == method && strings.EqualFold(r.Path, APIRoot+path)
+	})
 }
 
 func logins(s *simulator.Simulator) int { return count(s, http.MethodPost, "/token") }
 
-// settle waits until the request log stops growing: a request whose
-// connection was reset is logged when its handler returns, which may be
-// after the client saw the reset.
-func settle(s *simulator.Simulator) {
-	n := -1
-	for range 100 {
-		m := len(s.Requests(simulator.APIVSPC))
-		if m == n {
-			return
-		}
-		n = m
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestListsMatchEstate(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 7, VSPC: simulator.VSPCOptions{Plans: 1001, ObjectsPerPlan: 2, BackupServers: 3}})
+	s := simtest.Start(t, simulator.Options{Seed: 7, VSPC: simulator.VSPCOptions{Plans: 1001, ObjectsPerPlan: 2, BackupServers: 3}})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	est := s.Estate().VSPC
@@ -215,7 +149,7 @@ func TestListsMatchEstate(t *testing.T) {
 }
 
 func TestTokenSharedAcrossCallers(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 1})
+	s := simtest.Start(t, simulator.Options{Seed: 1})
 	c := newTestClient(t, clientOptions(s), nil)
 	est := s.Estate().VSPC
 	var wg sync.WaitGroup
@@ -243,12 +177,12 @@ func TestTokenSharedAcrossCallers(t *testing.T) {
 }
 
 func TestExpiryInTheMiddleOfAPagedRead(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 2, VSPC: simulator.VSPCOptions{Plans: 1700, ObjectsPerPlan: 1}})
+	s := simtest.Start(t, simulator.Options{Seed: 2, VSPC: simulator.VSPCOptions{Plans: 1700, ObjectsPerPlan: 1}})
 	o := clientOptions(s)
 	o.PageConcurrency = 1 // pages in order, so the expiry hits the middle
 	var expired atomic.Bool
 	o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return rtFunc(func(r *http.Request) (*http.Response, error) {
+		return simtest.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if r.URL.Query().Get("offset") == "1000" && expired.CompareAndSwap(false, true) {
 				s.SetFault(simulator.APIVSPC, simulator.Fault{ExpireAuth: true})
 			}
@@ -278,7 +212,7 @@ func TestExpiryInTheMiddleOfAPagedRead(t *testing.T) {
 }
 
 func TestConcurrentCallersHittingExpiryLogInOnce(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 3})
+	s := simtest.Start(t, simulator.Options{Seed: 3})
 	c := newTestClient(t, clientOptions(s), nil)
 	est := s.Estate().VSPC
 	if _, err := c.ListFailoverPlans(t.Context()); err != nil {
@@ -300,8 +234,8 @@ func TestConcurrentCallersHittingExpiryLogInOnce(t *testing.T) {
 }
 
 func TestRefreshBeforeExpiry(t *testing.T) {
-	clk := newFakeClock()
-	s := startSim(t, simulator.Options{Seed: 4, Now: clk.Now})
+	clk := simtest.NewClock()
+	s := simtest.Start(t, simulator.Options{Seed: 4, Now: clk.Now})
 	c := newTestClient(t, clientOptions(s), clk.Now)
 	read := func() {
 		t.Helper()
@@ -342,7 +276,7 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 }
 
 func TestAPIKey(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 5})
+	s := simtest.Start(t, simulator.Options{Seed: 5})
 	o := clientOptions(s)
 	o.Username, o.Password = "", ""
 	o.APIKey = promconfig.Secret(simulator.DefaultVSPCAPIKey)
@@ -378,7 +312,7 @@ func TestAPIKey(t *testing.T) {
 }
 
 func TestBadCredentials(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 5})
+	s := simtest.Start(t, simulator.Options{Seed: 5})
 	o := clientOptions(s)
 	o.Password = "not-the-password"
 	c := newTestClient(t, o, nil)
@@ -399,7 +333,7 @@ func TestBadCredentials(t *testing.T) {
 }
 
 func TestRetries(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 6})
+	s := simtest.Start(t, simulator.Options{Seed: 6})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	if _, err := c.ListFailoverPlans(ctx); err != nil {
@@ -440,7 +374,7 @@ func TestRetries(t *testing.T) {
 }
 
 func TestRetryAfter(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 6})
+	s := simtest.Start(t, simulator.Options{Seed: 6})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	if _, err := c.ListFailoverPlans(ctx); err != nil {
@@ -473,7 +407,7 @@ func TestRetryAfter(t *testing.T) {
 }
 
 func TestStartTrackedToTheEnd(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 8})
+	s := simtest.Start(t, simulator.Options{Seed: 8})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	plan := readyPlan(t, s)
@@ -531,8 +465,8 @@ func TestStartTrackedToTheEnd(t *testing.T) {
 }
 
 func TestAsyncAction(t *testing.T) {
-	clk := newFakeClock()
-	s := startSim(t, simulator.Options{Seed: 9, Now: clk.Now, ActionDuration: 10 * time.Second})
+	clk := simtest.NewClock()
+	s := simtest.Start(t, simulator.Options{Seed: 9, Now: clk.Now, ActionDuration: 10 * time.Second})
 	c := newTestClient(t, clientOptions(s), clk.Now)
 	ctx := t.Context()
 	plan := readyPlan(t, s)
@@ -574,7 +508,7 @@ func TestAsyncAction(t *testing.T) {
 }
 
 func TestPostsAreNotRetriedBlindly(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 10})
+	s := simtest.Start(t, simulator.Options{Seed: 10})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	plan := readyPlan(t, s)
@@ -602,7 +536,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 	if _, err := c.StartFailoverPlan(ctx, plan, StartOptions{}, rid); err != nil {
 		t.Fatal(err)
 	}
-	settle(s)
+	simtest.Settle(s, simulator.APIVSPC)
 	reqs := s.Requests(simulator.APIVSPC)
 	if len(reqs) != 2 || reqs[0].Header.Get("X-Request-id") != rid || reqs[1].Header.Get("X-Request-id") != rid {
 		t.Fatalf("requests %+v", reqs)
@@ -619,7 +553,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 	if !errors.As(err, &re) || re.Target != target {
 		t.Fatalf("err = %v", err)
 	}
-	settle(s)
+	simtest.Settle(s, simulator.APIVSPC)
 	if n := len(s.Requests(simulator.APIVSPC)); n != 2 {
 		t.Errorf("%d requests, want 2", n)
 	}
@@ -643,7 +577,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 }
 
 func TestPatch(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 11})
+	s := simtest.Start(t, simulator.Options{Seed: 11})
 	c := newTestClient(t, clientOptions(s), nil)
 	plan := s.Estate().VSPC.Plans[0].InstanceUID
 	ops := []PatchOp{
@@ -669,7 +603,7 @@ func TestPatch(t *testing.T) {
 }
 
 func TestDecodeAndTransportErrors(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 12})
+	s := simtest.Start(t, simulator.Options{Seed: 12})
 	c := newTestClient(t, clientOptions(s), nil)
 	ctx := t.Context()
 	const path = APIRoot + "/infrastructure/backupServers/failoverplans"
@@ -721,7 +655,7 @@ func TestDecodeAndTransportErrors(t *testing.T) {
 }
 
 func TestUnknownCA(t *testing.T) {
-	s := startSim(t, simulator.Options{Seed: 13})
+	s := simtest.Start(t, simulator.Options{Seed: 13})
 	o := clientOptions(s)
 	o.HTTPClientConfig = promconfig.HTTPClientConfig{}
 	c := newTestClient(t, o, nil)
@@ -762,7 +696,3 @@ func waitStatus(t *testing.T, c *Client, plan, status string) veeam.FailoverPlan
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-type rtFunc func(*http.Request) (*http.Response, error)
-
-func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

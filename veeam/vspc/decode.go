@@ -1,8 +1,6 @@
 package vspc
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -18,98 +16,26 @@ import (
 // key matches member keys as encoding/json does.
 func key(k []byte, name string) bool { return jsonr.Key(k, name) }
 
-// readEnvelope reads {data: [...], meta: {pagingInfo: {total}}} and hands
-// each element of data to item; it returns the total (the item count when
-// the page has no pagingInfo). Repeated keys behave as with encoding/json's
-// pointers: the last data wins, and a later meta or pagingInfo object
-// updates the earlier one unless a null came between.
+// readEnvelope reads {data: [...], meta: {pagingInfo: {total}}}; see
+// jsonr.ReadList. A null meta forgets an earlier pagingInfo.
 func readEnvelope(body []byte, item func(r *jsonr.Reader), reset func()) (int, error) {
-	r := jsonr.New(body)
-	var (
-		hasData, hasMeta, hasPaging bool
-		total, count                int
-	)
-	r.Object("response", func(k []byte) {
-		switch {
-		case key(k, "data"):
-			reset()
-			count = 0
-			hasData = r.Array("data", func() { item(r); count++ })
-		case key(k, "meta"):
-			if r.Null() {
-				hasMeta, hasPaging, total = false, false, 0
+	return jsonr.ReadList(body, item, reset, func(r *jsonr.Reader, k []byte, p *jsonr.Paging) {
+		if !key(k, "meta") {
+			r.Skip()
+			return
+		}
+		if r.Null() {
+			p.Has, p.Total = false, 0
+			return
+		}
+		r.Object("meta", func(k []byte) {
+			if !key(k, "pagingInfo") {
+				r.Skip()
 				return
 			}
-			if !hasMeta {
-				hasMeta, hasPaging, total = true, false, 0
-			}
-			r.Object("meta", func(k []byte) {
-				if !key(k, "pagingInfo") {
-					r.Skip()
-					return
-				}
-				if r.Null() {
-					hasPaging, total = false, 0
-					return
-				}
-				if !hasPaging {
-					hasPaging, total = true, 0
-				}
-				r.Object("pagingInfo", func(k []byte) {
-					switch {
-					case key(k, "total"):
-						total = r.Int("total")
-					case key(k, "count"):
-						r.Int("count")
-					case key(k, "offset"):
-						r.Int("offset")
-					default:
-						r.Skip()
-					}
-				})
-			})
-		default:
-			r.Skip()
-		}
+			p.Read(r, "pagingInfo", "count", "offset")
+		})
 	})
-	if err := r.End(); err != nil {
-		return 0, err
-	}
-	if !hasData {
-		return 0, errors.New("response has no data")
-	}
-	if !hasMeta || !hasPaging {
-		return count, nil
-	}
-	if total < 0 {
-		return 0, fmt.Errorf("negative total %d", total)
-	}
-	return total, nil
-}
-
-// timeField reads a *string date-time: null and unparsable values are the
-// zero time.
-func timeField(r *jsonr.Reader, field string) time.Time {
-	b, ok := r.Bytes(field)
-	if !ok {
-		return time.Time{}
-	}
-	t, _ := veeam.ParseTimeBytes(b)
-	return t
-}
-
-// idField reads a string or *string id (null: ""). Ids that repeat on a
-// page (the plan of an object, a backup server) are shared through in;
-// pass nil for ids that are unique.
-func idField(r *jsonr.Reader, in *jsonr.Interner, field string) string {
-	b, ok := r.Bytes(field)
-	switch {
-	case !ok:
-		return ""
-	case in == nil:
-		return veeam.NormalizeIDBytes(b)
-	}
-	return in.ID(b)
 }
 
 // DecodePlanObjects decodes a failover plan object collection page (items
@@ -136,16 +62,16 @@ func DecodePlanObjects(body []byte) ([]veeam.FailoverPlanObject, int, error) {
 func objectField(r *jsonr.Reader, in *jsonr.Interner, k []byte, o *veeam.FailoverPlanObject) {
 	switch {
 	case key(k, "instanceUid"):
-		o.ID = idField(r, nil, "instanceUid")
+		o.ID = jsonr.IDField(r, nil, "instanceUid")
 	case key(k, "planUid"):
-		o.PlanID = idField(r, in, "planUid")
+		o.PlanID = jsonr.IDField(r, in, "planUid")
 	case key(k, "name"):
 		o.Name = r.String("name")
 	case key(k, "hostName"):
 		b, _ := r.Bytes("hostName")
 		o.HostName = in.Str(b)
 	case key(k, "backupServerUid"):
-		o.BackupServerID = idField(r, in, "backupServerUid")
+		o.BackupServerID = jsonr.IDField(r, in, "backupServerUid")
 	case key(k, "folderName"):
 		r.Bytes("folderName") // type-checked, not kept
 	case key(k, "path"):
@@ -162,13 +88,13 @@ func objectField(r *jsonr.Reader, in *jsonr.Interner, k []byte, o *veeam.Failove
 				b, _ := r.Bytes("backupStatus")
 				o.RestoreStatus = in.Str(b)
 			case key(k, "restorePointUid"):
-				o.RestorePointID = idField(r, nil, "restorePointUid")
+				o.RestorePointID = jsonr.IDField(r, nil, "restorePointUid")
 			case key(k, "restorePointDateTime"):
-				o.RestorePointTime = timeField(r, "restorePointDateTime")
+				o.RestorePointTime = jsonr.TimeField(r, "restorePointDateTime")
 			case key(k, "startDateTime"):
-				o.RestoreStartTime = timeField(r, "startDateTime")
+				o.RestoreStartTime = jsonr.TimeField(r, "startDateTime")
 			case key(k, "endDateTime"):
-				o.RestoreEndTime = timeField(r, "endDateTime")
+				o.RestoreEndTime = jsonr.TimeField(r, "endDateTime")
 			case key(k, "instanceUid"):
 				r.Bytes("instanceUid")
 			default:
@@ -202,11 +128,11 @@ func DecodePlans(body []byte) ([]veeam.FailoverPlan, int, error) {
 func planField(r *jsonr.Reader, in *jsonr.Interner, k []byte, p *veeam.FailoverPlan) {
 	switch {
 	case key(k, "instanceUid"):
-		p.ID = idField(r, nil, "instanceUid")
+		p.ID = jsonr.IDField(r, nil, "instanceUid")
 	case key(k, "originalUid"):
 		r.Bytes("originalUid")
 	case key(k, "backupServerUid"):
-		p.BackupServerID = idField(r, in, "backupServerUid")
+		p.BackupServerID = jsonr.IDField(r, in, "backupServerUid")
 	case key(k, "name"):
 		p.Name = r.String("name")
 	case key(k, "type"):
@@ -216,7 +142,7 @@ func planField(r *jsonr.Reader, in *jsonr.Interner, k []byte, p *veeam.FailoverP
 		b, _ := r.Bytes("status")
 		p.Status = in.Str(b)
 	case key(k, "tenantUid"):
-		p.TenantID = idField(r, in, "tenantUid")
+		p.TenantID = jsonr.IDField(r, in, "tenantUid")
 	case key(k, "objectsCount"):
 		p.ObjectsCount = r.Int("objectsCount")
 	case key(k, "lastSession"):
@@ -231,9 +157,9 @@ func planField(r *jsonr.Reader, in *jsonr.Interner, k []byte, p *veeam.FailoverP
 		if r.Object("lastSession", func(k []byte) {
 			switch {
 			case key(k, "instanceUid"):
-				s.ID = idField(r, nil, "instanceUid")
+				s.ID = jsonr.IDField(r, nil, "instanceUid")
 			case key(k, "endTime"):
-				s.EndTime = timeField(r, "endTime")
+				s.EndTime = jsonr.TimeField(r, "endTime")
 			case key(k, "status"):
 				b, _ := r.Bytes("status")
 				s.Status = in.Str(b)

@@ -80,7 +80,7 @@ func parseError(target, method, path string, r *veeam.Response) *Error {
 		case len(b.Errors) > 0:
 			msgs := make([]string, 0, len(b.Errors))
 			for _, we := range b.Errors {
-				if m := cleanMessage(we.Message); m != "" {
+				if m := veeam.CleanMessage(we.Message); m != "" {
 					msgs = append(msgs, m)
 				}
 			}
@@ -92,12 +92,12 @@ func parseError(target, method, path string, r *veeam.Response) *Error {
 			}
 		case b.aspNetRecognised:
 			e.Type = b.aspNetCode
-			e.Message = cleanMessage(b.aspNetMessage)
+			e.Message = veeam.CleanMessage(b.aspNetMessage)
 		case b.OAuthError != "" || b.OAuthErrorCode != nil:
 			if s, ok := b.OAuthErrorCode.(string); ok {
 				e.Type = s
 			}
-			e.Message = cleanMessage(b.OAuthError)
+			e.Message = veeam.CleanMessage(b.OAuthError)
 		}
 	}
 	if e.Message == "" {
@@ -131,16 +131,6 @@ func decodeErrorBody(body []byte) (errorBody, bool) {
 		b.aspNetMessage, _ = m["message"].(string)
 	}
 	return b, true
-}
-
-// cleanMessage puts a server message on one line and bounds its length.
-func cleanMessage(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	const maxLen = 512
-	if len(s) > maxLen {
-		s = s[:maxLen] + "..."
-	}
-	return s
 }
 
 // classify is the retry policy of VSPC reads: 520 and other 5xx, and 429

@@ -1,29 +1,17 @@
 package vspc
 
 import (
-	"bytes"
-	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/uuid"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/internal/simtest"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
-
-func lowerID(t *testing.T, id string) {
-	if id != strings.ToLower(id) {
-		t.Fatalf("id %q not lower-case", id)
-	}
-}
 
 // FuzzDecodeJSON runs every VSPC decoder on arbitrary bodies: no panics,
 // normalised ids, no negative totals. Seeds under testdata/fuzz are
@@ -48,21 +36,21 @@ func FuzzDecodeJSON(f *testing.F) {
 				t.Fatalf("total %d", total)
 			}
 			for _, p := range plans {
-				lowerID(t, p.ID)
-				lowerID(t, p.BackupServerID)
+				simtest.LowerID(t, p.ID)
+				simtest.LowerID(t, p.BackupServerID)
 			}
 		}
 		if objs, _, err := DecodePlanObjects(body); err == nil {
 			for _, o := range objs {
-				lowerID(t, o.ID)
-				lowerID(t, o.PlanID)
+				simtest.LowerID(t, o.ID)
+				simtest.LowerID(t, o.PlanID)
 			}
 		}
 		if p, err := DecodePlan(body); err == nil {
-			lowerID(t, p.ID)
+			simtest.LowerID(t, p.ID)
 		}
 		if a, err := DecodeAsyncAction(body); err == nil {
-			lowerID(t, a.ID)
+			simtest.LowerID(t, a.ID)
 		}
 		for _, st := range []int{400, 429, 520} {
 			e := parseError("t", "GET", "/p", &veeam.Response{Status: st, Header: http.Header{}, Body: body})
@@ -92,29 +80,17 @@ func TestAsyncActionID(t *testing.T) {
 // TestWriteFuzzSeeds regenerates testdata/fuzz from simulator answers when
 // VEEAM_WRITE_FUZZ_SEEDS=1.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if os.Getenv("VEEAM_WRITE_FUZZ_SEEDS") == "" {
-		t.Skip("set VEEAM_WRITE_FUZZ_SEEDS=1 to regenerate testdata/fuzz")
-	}
-	clk := newFakeClock()
-	s := startSim(t, simulator.Options{Seed: 1, Now: clk.Now, ActionDuration: 5e9, VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 2, BackupServers: 1}})
-	var mu sync.Mutex
-	bodies := map[string][]byte{}
+	simtest.SkipUnlessWritingSeeds(t)
+	clk := simtest.NewClock()
+	s := simtest.Start(t, simulator.Options{Seed: 1, Now: clk.Now, ActionDuration: 5e9, VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 2, BackupServers: 1}})
+	rec := &simtest.SeedRecorder{Name: func(r *http.Request, status int) string {
+		if r.URL.Path == APIRoot+"/token" { // token answers hold tokens
+			return ""
+		}
+		return simtest.SeedName(r, status)
+	}}
 	o := clientOptions(s)
-	o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return rtFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := rt.RoundTrip(r)
-			if err != nil || r.URL.Path == APIRoot+"/token" { // token answers hold tokens
-				return resp, err
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			resp.Body = io.NopCloser(bytes.NewReader(b))
-			mu.Lock()
-			bodies[r.Method+r.URL.Path+"_"+strconv.Itoa(resp.StatusCode)] = b
-			mu.Unlock()
-			return resp, nil
-		})
-	}
+	o.WrapTransport = rec.Wrap
 	c := newTestClient(t, o, clk.Now)
 	ctx := t.Context()
 	plan := readyPlan(t, s)
@@ -130,20 +106,5 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	s.SetFault(simulator.APIVSPC, simulator.Fault{Status: 429, RetryAfter: 3})
 	_, _ = c.GetAsyncAction(ctx, uuid.NewString())
 	s.ClearFaults()
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeJSON")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	clean := regexp.MustCompile(`[^A-Za-z0-9_]+`)
-	uuidRe := regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
-	for name, b := range bodies {
-		if len(b) == 0 {
-			continue
-		}
-		name = uuidRe.ReplaceAllString(name, "id")
-		file := filepath.Join(dir, "sim_"+strings.Trim(clean.ReplaceAllString(name, "_"), "_"))
-		if err := os.WriteFile(file, []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(b)))), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rec.Write(t, filepath.Join("testdata", "fuzz", "FuzzDecodeJSON"))
 }
