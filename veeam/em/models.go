@@ -531,10 +531,13 @@ func DecodeTask(body []byte) (veeam.Task, error) {
 	if err := decode(body, &t, "Task"); err != nil {
 		return veeam.Task{}, err
 	}
-	if t.TaskID == "" && t.Href == "" {
+	// The id may come from the Href; check what it gives, not that an Href
+	// was there.
+	out := t.task()
+	if out.ID == "" {
 		return veeam.Task{}, errors.New("task without TaskId")
 	}
-	return t.task(), nil
+	return out, nil
 }
 
 // DecodeTasks decodes a task list ({"Tasks":[...]} or <TaskList><Task/>...).
