@@ -27,7 +27,6 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
-	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
 // scrapeTimeoutOffset leaves time to render the answer before Prometheus gives up.
@@ -83,7 +82,7 @@ func newApp(configFile string, webAuth bool, logger *slog.Logger) (*app, error) 
 		a.reloadOK, a.reloadTime,
 		a.apiMetrics.requests, a.apiMetrics.duration,
 	)
-	clients, err := a.buildClients(cfg)
+	clients, err := a.buildClientsReusing(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -272,10 +271,6 @@ func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient
 	})
 }
 
-func (a *app) buildClients(cfg *config.Config) (map[string]*targetClient, error) {
-	return a.buildClientsReusing(cfg, nil)
-}
-
 // buildClientsReusing keeps the client (and its login) of every target whose
 // config did not change.
 func (a *app) buildClientsReusing(cfg *config.Config, old map[string]*targetClient) (map[string]*targetClient, error) {
@@ -362,38 +357,4 @@ func webConfigHasBasicAuth(file string) (bool, error) {
 		return false, fmt.Errorf("web config %s: %w", file, err)
 	}
 	return len(wc.Users) > 0, nil
-}
-
-// targetClient is the one client of a target, shared by collectors and trigger.
-type targetClient struct {
-	target      config.Target
-	concurrency int
-	vspc        *vspcClient
-	em          *emClient
-	vbr         *vbrClient
-	closeFn     func(context.Context) error
-}
-
-func (c *targetClient) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = c.closeFn(ctx)
-}
-
-func clientOptions(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {
-	// config made every file path absolute already.
-	hc := promconfig.HTTPClientConfig{TLSConfig: t.TLSConfig, ProxyConfig: t.ProxyConfig}
-	return veeam.ClientOptions{
-		Name:             t.Name,
-		URL:              t.URL,
-		Username:         t.Username,
-		Password:         t.Password,
-		APIKey:           t.APIKey,
-		APIVersion:       t.APIVersion,
-		HTTPClientConfig: hc,
-		Timeout:          time.Duration(t.Timeout),
-		PageConcurrency:  concurrency,
-		WrapTransport:    m.wrap(t.Name),
-		Logger:           logger, // the clients name their target in every line
-	}
 }

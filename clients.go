@@ -1,20 +1,18 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"time"
+
+	promconfig "github.com/prometheus/common/config"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
-)
-
-type (
-	vspcClient = vspc.Client
-	emClient   = em.Client
-	vbrClient  = vbr.Client
 )
 
 func newTargetClient(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) (*targetClient, error) {
@@ -44,4 +42,38 @@ func newTargetClient(t config.Target, concurrency int, m *apiMetrics, logger *sl
 		return nil, fmt.Errorf("target %q: %w", t.Name, err)
 	}
 	return tc, nil
+}
+
+// targetClient is the one client of a target, shared by collectors and trigger.
+type targetClient struct {
+	target      config.Target
+	concurrency int
+	vspc        *vspc.Client
+	em          *em.Client
+	vbr         *vbr.Client
+	closeFn     func(context.Context) error
+}
+
+func (c *targetClient) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.closeFn(ctx)
+}
+
+func clientOptions(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {
+	// config made every file path absolute already.
+	hc := promconfig.HTTPClientConfig{TLSConfig: t.TLSConfig, ProxyConfig: t.ProxyConfig}
+	return veeam.ClientOptions{
+		Name:             t.Name,
+		URL:              t.URL,
+		Username:         t.Username,
+		Password:         t.Password,
+		APIKey:           t.APIKey,
+		APIVersion:       t.APIVersion,
+		HTTPClientConfig: hc,
+		Timeout:          time.Duration(t.Timeout),
+		PageConcurrency:  concurrency,
+		WrapTransport:    m.wrap(t.Name),
+		Logger:           logger, // the clients name their target in every line
+	}
 }
