@@ -532,13 +532,18 @@ func (a *emAPI) backupServers(w http.ResponseWriter, r *http.Request, rest []str
 // --- failover plans -----------------------------------------------------
 
 func (a *emAPI) planRef(base string, p *emPlanRec) emRef {
-	href := base + "/failoverPlans/" + p.uid
+	return a.entityRef(base, p.server, base+"/failoverPlans/"+p.uid, "FailoverPlan", p.uid, p.name)
+}
+
+// entityRef is the reference form EM gives every entity: an Up link to its
+// backup server, an Alternate link to its entity form, and a URN UID.
+func (a *emAPI) entityRef(base string, server int, href, typ, uid, name string) emRef {
 	return emRef{
 		Links: []emLink{
-			a.serverLink(base, p.server),
-			{Rel: "Alternate", Href: href + "?format=Entity", Name: p.name, Type: "FailoverPlan"},
+			a.serverLink(base, server),
+			{Rel: "Alternate", Href: href + "?format=Entity", Name: name, Type: typ},
 		},
-		UID: "urn:veeam:FailoverPlan:" + p.uid, Name: p.name, Href: href, Type: "FailoverPlanReference",
+		UID: "urn:veeam:" + typ + ":" + uid, Name: name, Href: href, Type: typ + "Reference",
 	}
 }
 
@@ -823,14 +828,7 @@ func (a *emAPI) taskRoute(w http.ResponseWriter, r *http.Request, lg *emLogon, r
 // --- CDP replicas -----------------------------------------------------
 
 func (a *emAPI) cdpRef(base string, c *emCdpRec) emRef {
-	href := base + "/cdpReplicas/" + c.uid
-	return emRef{
-		Links: []emLink{
-			a.serverLink(base, c.server),
-			{Rel: "Alternate", Href: href + "?format=Entity", Name: c.name, Type: "CdpReplica"},
-		},
-		UID: "urn:veeam:CdpReplica:" + c.uid, Name: c.name, Href: href, Type: "CdpReplicaReference",
-	}
+	return a.entityRef(base, c.server, base+"/cdpReplicas/"+c.uid, "CdpReplica", c.uid, c.name)
 }
 
 func (a *emAPI) cdpEntity(base string, c *emCdpRec) emCdpReplica {
@@ -848,14 +846,7 @@ func (a *emAPI) cdpEntity(base string, c *emCdpRec) emCdpReplica {
 }
 
 func (a *emAPI) cdpVMRef(base string, c *emCdpRec, v emCdpVMRec) emRef {
-	href := base + "/cdpReplicas/" + c.uid + "/vms/" + v.uid
-	return emRef{
-		Links: []emLink{
-			a.serverLink(base, c.server),
-			{Rel: "Alternate", Href: href + "?format=Entity", Name: v.name, Type: "CdpReplicaVm"},
-		},
-		UID: "urn:veeam:CdpReplicaVm:" + v.uid, Name: v.name, Href: href, Type: "CdpReplicaVmReference",
-	}
+	return a.entityRef(base, c.server, base+"/cdpReplicas/"+c.uid+"/vms/"+v.uid, "CdpReplicaVm", v.uid, v.name)
 }
 
 func (a *emAPI) cdpVMEntity(base string, c *emCdpRec, v emCdpVMRec) emCdpReplicaVM {
@@ -1012,14 +1003,7 @@ func (a *emAPI) windowStart(now time.Time) int {
 }
 
 func (a *emAPI) sessionRef(base string, s *emSessionRec) emRef {
-	href := base + "/cloud/failoverSessions/" + s.uid
-	return emRef{
-		Links: []emLink{
-			a.serverLink(base, s.server),
-			{Rel: "Alternate", Href: href + "?format=Entity", Name: s.name, Type: "CloudFailoverSession"},
-		},
-		UID: "urn:veeam:CloudFailoverSession:" + s.uid, Name: s.name, Href: href, Type: "CloudFailoverSessionReference",
-	}
+	return a.entityRef(base, s.server, base+"/cloud/failoverSessions/"+s.uid, "CloudFailoverSession", s.uid, s.name)
 }
 
 func (a *emAPI) sessionEntity(base string, s *emSessionRec, now time.Time) emCloudFailoverSession {
