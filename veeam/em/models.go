@@ -11,6 +11,7 @@ package em
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
@@ -109,7 +110,11 @@ func (b *emBool) UnmarshalText(t []byte) error {
 	return nil
 }
 
-func (b *emBool) UnmarshalJSON(d []byte) error {
+func (b *emBool) UnmarshalJSON(d []byte) error { return unmarshalScalarJSON(d, b) }
+
+// unmarshalScalarJSON reads a JSON scalar that EM may also quote, or null,
+// through the type's text form, so XML and JSON accept the same values.
+func unmarshalScalarJSON(d []byte, t encoding.TextUnmarshaler) error {
 	d = bytes.TrimSpace(d)
 	if bytes.Equal(d, []byte("null")) {
 		return nil
@@ -119,9 +124,9 @@ func (b *emBool) UnmarshalJSON(d []byte) error {
 		if err := json.Unmarshal(d, &s); err != nil {
 			return err
 		}
-		return b.UnmarshalText([]byte(s))
+		return t.UnmarshalText([]byte(s))
 	}
-	return b.UnmarshalText(d)
+	return t.UnmarshalText(d)
 }
 
 // emInt is an integer that tolerates empty XML elements and quoted JSON.
@@ -141,20 +146,7 @@ func (n *emInt) UnmarshalText(t []byte) error {
 	return nil
 }
 
-func (n *emInt) UnmarshalJSON(d []byte) error {
-	d = bytes.TrimSpace(d)
-	if bytes.Equal(d, []byte("null")) {
-		return nil
-	}
-	if len(d) > 0 && d[0] == '"' {
-		var s string
-		if err := json.Unmarshal(d, &s); err != nil {
-			return err
-		}
-		return n.UnmarshalText([]byte(s))
-	}
-	return n.UnmarshalText(d)
-}
+func (n *emInt) UnmarshalJSON(d []byte) error { return unmarshalScalarJSON(d, n) }
 
 // failoveredVM is FailoveredVmType.
 type failoveredVM struct {
