@@ -118,26 +118,29 @@ func (r *Reader) enter() bool {
 	return true
 }
 
+// open enters the object or array starting at the reader: false for null,
+// an error, or another kind of value (a type error named after field).
+func (r *Reader) open(field string, c byte, want string) bool {
+	if r.Null() || r.err != nil {
+		return false
+	}
+	if r.pos >= len(r.data) || r.data[r.pos] != c {
+		if k := r.Kind(); k == "invalid" || k == "" {
+			r.syntax("looking for beginning of value")
+		} else {
+			r.TypeError(field, want)
+		}
+		return false
+	}
+	return r.enter()
+}
+
 // Object reads an object, calling member for each key with the reader at
 // the member's value, which member must read or Skip. The key is only
 // valid during the call. A null reads as no members and returns false; any
 // other non-object records a type error named after field.
 func (r *Reader) Object(field string, member func(key []byte)) bool {
-	if r.Null() {
-		return false
-	}
-	if r.err != nil {
-		return false
-	}
-	if r.pos >= len(r.data) || r.data[r.pos] != '{' {
-		if k := r.Kind(); k == "invalid" || k == "" {
-			r.syntax("looking for beginning of value")
-		} else {
-			r.TypeError(field, "an object")
-		}
-		return false
-	}
-	if !r.enter() {
+	if !r.open(field, '{', "an object") {
 		return false
 	}
 	defer func() { r.depth-- }()
@@ -189,21 +192,7 @@ func (r *Reader) Object(field string, member func(key []byte)) bool {
 // which elem must read or Skip. A null reads as no elements and returns
 // false; any other non-array records a type error named after field.
 func (r *Reader) Array(field string, elem func()) bool {
-	if r.Null() {
-		return false
-	}
-	if r.err != nil {
-		return false
-	}
-	if r.pos >= len(r.data) || r.data[r.pos] != '[' {
-		if k := r.Kind(); k == "invalid" || k == "" {
-			r.syntax("looking for beginning of value")
-		} else {
-			r.TypeError(field, "an array")
-		}
-		return false
-	}
-	if !r.enter() {
+	if !r.open(field, '[', "an array") {
 		return false
 	}
 	defer func() { r.depth-- }()
