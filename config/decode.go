@@ -22,6 +22,13 @@ import (
 // duplicate key and bad value becomes its own Problem with the line and the
 // key path, decoding goes on after the first problem, values of secret keys
 // are never quoted back, and the key paths' lines are kept for validation.
+//
+// yaml.v3's Decoder with KnownFields(true) was tried in its place and cannot
+// keep these messages: an error returned by a type's own UnmarshalYAML
+// (model.Duration, TLSVersion, TLSConfig's validation) carries no line or
+// key, stops the whole decode, drops the errors already collected and
+// leaves the list element it was in zero-valued, so a bad `timeout:` would
+// hide every other problem behind false "missing" ones.
 
 var (
 	secretType     = reflect.TypeFor[promconfig.Secret]()
