@@ -83,7 +83,7 @@ func TestUnmarshalStateRejects(t *testing.T) {
 	}
 }
 
-// newBareTrigger makes a trigger without rules (no actors needed).
+// newBareTrigger makes a trigger without rules (no clients needed).
 func newBareTrigger(t *testing.T, cfg config.TriggerConfig, reg prometheus.Registerer) *Trigger {
 	t.Helper()
 	tr, err := New(cfg, map[string]any{}, Options{Registerer: reg, PollInterval: 20 * time.Millisecond})
@@ -180,7 +180,7 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".state.json.tmp-123"), data[:len(data)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// No actors at all: a send would fail loudly rather than silently.
+	// No clients at all: a send would fail loudly rather than silently.
 	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
 	if n := tr.inFlightCount(); n != 0 {
 		t.Fatalf("%d actions still in flight", n)
