@@ -1,26 +1,17 @@
 package main
 
-import (
-	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
-	"github.com/veeam-failover/veeam_failover_exporter/trigger"
-)
-
-// actorsFor gives the trigger every target's client, by type.
-func actorsFor(clients map[string]*targetClient) trigger.Actors {
-	acts := trigger.Actors{
-		VSPC: map[string]trigger.VSPCActor{},
-		EM:   map[string]trigger.EMActor{},
-		VBR:  map[string]trigger.VBRActor{},
-	}
+// actorsFor gives the trigger every target's client, by target name.
+func actorsFor(clients map[string]*targetClient) map[string]any {
+	out := make(map[string]any, len(clients))
 	for name, c := range clients {
 		switch {
 		case c.vspc != nil:
-			acts.VSPC[name] = actors.VSPC{Client: c.vspc}
+			out[name] = c.vspc
 		case c.em != nil:
-			acts.EM[name] = actors.EM{Client: c.em}
+			out[name] = c.em
 		case c.vbr != nil:
-			acts.VBR[name] = actors.VBR{Client: c.vbr}
+			out[name] = c.vbr
 		}
 	}
-	return acts
+	return out
 }

@@ -31,27 +31,20 @@ func SupportedCollectors(targetType string) []string {
 	return nil
 }
 
-// ActionTargetType is the target type an action type needs ("vspc", "em" or
-// "vbr"), or "" for an unknown action type.
+// ActionTargetType is the target type a registered action type needs
+// ("vspc", "em" or "vbr"), or "" for an unknown action type.
 func ActionTargetType(actionType string) string {
-	switch actionType {
-	case ActionVSPCPlanStart, ActionVSPCPlanUndo:
-		return TypeVSPC
-	case ActionEMPlanStart, ActionEMPlanUndo, ActionEMCdpFailover:
-		return TypeEM
-	case ActionVBRFailover, ActionVBRPlannedFailover, ActionVBRPermanentFailover, ActionVBRUndoFailover:
-		return TypeVBR
-	}
-	return ""
+	s, _ := LookupAction(actionType)
+	return s.TargetType
 }
 
-// ActionTypes lists every action type, in the order of the design document.
+// ActionTypes lists the registered action types by name.
 func ActionTypes() []string {
-	return []string{
-		ActionVSPCPlanStart, ActionVSPCPlanUndo,
-		ActionEMPlanStart, ActionEMPlanUndo, ActionEMCdpFailover,
-		ActionVBRFailover, ActionVBRPlannedFailover, ActionVBRPermanentFailover, ActionVBRUndoFailover,
+	var out []string
+	for _, s := range Actions() {
+		out = append(out, s.Name)
 	}
+	return out
 }
 
 func allCollectors() []string {

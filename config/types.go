@@ -14,7 +14,9 @@ const (
 	CollectorReplicas              = "replicas"
 )
 
-// Action types, as written in a rule's `action.type`.
+// Action types, as written in a rule's `action.type`. Each is declared (its
+// keys, validation and behaviour) by its file in package trigger, which
+// registers it with RegisterAction.
 const (
 	ActionVSPCPlanStart        = "vspc_plan_start"
 	ActionVSPCPlanUndo         = "vspc_plan_undo"

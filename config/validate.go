@@ -217,71 +217,38 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 	}
 }
 
+// validateAction checks a rule's action against its kind's declaration
+// (RegisterAction): the type, the target and its type, the kind's own keys,
+// and that no key the kind does not read is set, so that a misplaced key
+// does not silently do nothing.
 func (p *parser) validateAction(cfg *Config, a *Action, key string) {
-	want := ActionTargetType(a.Type)
+	spec, known := LookupAction(a.Type)
 	switch {
 	case a.Type == "":
 		p.errorf(key+".type", "missing: one of %s", strings.Join(ActionTypes(), ", "))
-	case want == "":
+	case !known:
 		p.errorf(key+".type", "unknown action type %q (known: %s)", a.Type, strings.Join(ActionTypes(), ", "))
 	}
 	if a.Target == "" {
 		p.errorf(key+".target", "missing: the name of the target to act on")
 	} else if t := cfg.TargetByName(a.Target); t == nil {
 		p.errorf(key+".target", "no target named %q", a.Target)
-	} else if want != "" && SupportedCollectors(t.Type) != nil && t.Type != want {
-		p.errorf(key+".target", "%s needs a target of type %s, but %q is of type %s", a.Type, want, a.Target, t.Type)
+	} else if known && SupportedCollectors(t.Type) != nil && t.Type != spec.TargetType {
+		p.errorf(key+".target", "%s needs a target of type %s, but %q is of type %s", a.Type, spec.TargetType, a.Target, t.Type)
 	}
-	if want == "" {
+	if !known {
 		return
 	}
-
-	// Which keys this action type uses; every other one is an error, so
-	// that a misplaced key does not silently do nothing.
-	used := map[string]bool{}
-	switch {
-	case a.Type == ActionEMCdpFailover:
-		used["cdp_replica"], used["vm"] = true, true
-		if a.CdpReplica == "" {
-			p.errorf(key+".cdp_replica", "missing: %s needs the CDP replica (name or id)", a.Type)
-		}
-		if a.VM == "" {
-			p.errorf(key+".vm", "missing: %s needs the VM (name or id) of the CDP replica", a.Type)
-		}
-	case want == TypeVBR:
-		used["replicas"], used["replica_label"], used["replica_point_ids"], used["reason"] = true, true, true, true
-		var ways []string
-		for _, w := range []struct {
-			key string
-			set bool
-		}{{"replicas", len(a.Replicas) > 0}, {"replica_label", a.ReplicaLabel != ""}, {"replica_point_ids", len(a.ReplicaPointIDs) > 0}} {
-			if w.set {
-				ways = append(ways, w.key)
-			}
-		}
-		switch len(ways) {
-		case 0:
-			p.errorf(key+".replicas", "missing: %s needs replicas, replica_label or replica_point_ids", a.Type)
-		case 1:
-		default:
-			p.errorf(key+"."+ways[1], "%s are set; use exactly one of replicas, replica_label and replica_point_ids", strings.Join(ways, " and "))
-		}
-		p.checkEntries(key+".replicas", a.Replicas)
-		p.checkEntries(key+".replica_point_ids", a.ReplicaPointIDs)
-		p.checkLabelAllow(key, "replica_label", a.ReplicaLabel, a.Allow, used)
-	default: // vspc_plan_*, em_plan_*
-		used["plan"], used["plan_label"] = true, true
-		if a.Type == ActionVSPCPlanStart {
-			used["test"] = true
-		}
-		switch {
-		case a.Plan != "" && a.PlanLabel != "":
-			p.errorf(key+".plan_label", "plan and plan_label are both set; name the plan one way")
-		case a.Plan == "" && a.PlanLabel == "":
-			p.errorf(key+".plan", "missing: %s needs plan (name or id) or plan_label with allow", a.Type)
-		}
-		p.checkLabelAllow(key, "plan_label", a.PlanLabel, a.Allow, used)
+	if spec.Check != nil {
+		spec.Check(a, func(k, format string, args ...any) { p.errorf(key+"."+k, format, args...) })
 	}
+	used := map[string]bool{}
+	for _, k := range spec.Keys {
+		used[k] = true
+	}
+	// allow is read only with the label that lets the alert choose.
+	labelKeys := used["plan_label"] || used["replica_label"]
+	used["allow"] = used["allow"] && ((used["plan_label"] && a.PlanLabel != "") || (used["replica_label"] && a.ReplicaLabel != ""))
 	for _, f := range []struct {
 		key string
 		set bool
@@ -292,30 +259,10 @@ func (p *parser) validateAction(cfg *Config, a *Action, key string) {
 	} {
 		switch {
 		case !f.set || used[f.key]:
-		case f.key == "allow" && (used["plan_label"] || used["replica_label"]):
+		case f.key == "allow" && labelKeys:
 			p.errorf(key+".allow", "allow only applies with plan_label or replica_label")
 		default:
 			p.errorf(key+"."+f.key, "not used by %s", a.Type)
-		}
-	}
-}
-
-// checkLabelAllow: an object chosen by an alert label must be one of allow.
-func (p *parser) checkLabelAllow(key, labelKey, label string, allow []string, used map[string]bool) {
-	if label == "" {
-		return
-	}
-	used["allow"] = true
-	if len(allow) == 0 {
-		p.errorf(key+".allow", "missing: with %s the alert chooses the object, so allow must list the ones it may choose", labelKey)
-	}
-	p.checkEntries(key+".allow", allow)
-}
-
-func (p *parser) checkEntries(key string, list []string) {
-	for i, s := range list {
-		if strings.TrimSpace(s) == "" {
-			p.errorf(fmt.Sprintf("%s[%d]", key, i), "empty entry")
 		}
 	}
 }

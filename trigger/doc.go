@@ -70,6 +70,14 @@
 // task, VBR sessions) until they end as success, warning or failed, or
 // action_timeout passes (timeout).
 //
-// The trigger depends on small actor interfaces (VSPCActor, EMActor,
-// VBRActor) rather than the client packages; main adapts the clients.
+// # Layout
+//
+// Each action kind is one file, kind_<name>.go: its name, target type,
+// object shape (object.go: plan, replica set, CDP VM), live target check,
+// call and tracking, registered with config from an init function. A kind
+// states the small interface it needs from its target's client; the Veeam
+// clients satisfy them directly, and New takes one client per target. The
+// guard order is the list of stages in stages.go. What the trigger
+// remembers (state file, dedup, cooldowns, rate-limit use) is its store
+// (store.go), kept by a backend (the state file, state.go).
 package trigger

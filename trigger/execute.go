@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
@@ -59,13 +58,13 @@ func (t *Trigger) send(rec *actionRecord) bool {
 		t.mu.Unlock()
 		return false
 	}
-	actors := t.actors
+	clients := t.clients
 	t.mu.Unlock()
 
 	// The call is not cancelled by Close: its answer (the handle to track)
 	// matters more than a fast shutdown, and it is bounded.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.callTimeout)
-	h, err := t.call(ctx, actors, rec)
+	h, err := call(ctx, clients, rec)
 	cancel()
 
 	t.mu.Lock()
@@ -77,7 +76,7 @@ func (t *Trigger) send(rec *actionRecord) bool {
 	}
 	rec.SentAt = now
 	t.m.actions.WithLabelValues(rec.Rule, rec.Action).Inc()
-	t.st.lastAction[rec.Rule] = now
+	t.store.lastAction[rec.Rule] = now
 	t.m.lastAction.WithLabelValues(rec.Rule).Set(float64(now.UnixNano()) / 1e9)
 	switch {
 	case err == nil:
@@ -85,11 +84,11 @@ func (t *Trigger) send(rec *actionRecord) bool {
 		// Veeam answered with an error: the call was refused.
 		t.finishLocked(rec, outcomeFailed, "call refused: "+err.Error(), true)
 		return false
-	case actionKind(rec.Action) == kindVSPC:
+	case kinds[rec.Action].followUncertain:
 		// No usable answer (connection lost, timeout, unreadable body): the
-		// call may or may not have reached VSPC. It is not repeated; the
-		// plan's status shows whether it started (if not, the action ends
-		// as timeout).
+		// call may or may not have reached the target. It is not repeated;
+		// the target's own state shows whether it started (if not, the
+		// action ends as timeout).
 		t.logger.Error("no usable answer to the failover call; following the plan's status to learn whether VSPC received it",
 			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "err", err)
 	default:
@@ -105,12 +104,6 @@ func (t *Trigger) send(rec *actionRecord) bool {
 	// restart it would count as abandoned (status sending).
 	_ = t.saveLocked()
 	return true
-}
-
-type handle struct {
-	asyncID  string
-	taskID   string
-	sessions []sessionHandle
 }
 
 // handle names what tracks the action, for logs and the audit.
@@ -134,65 +127,16 @@ func (a *actionRecord) handle() string {
 
 // call makes the failover call, once. Nothing here retries: the clients
 // never retry actions either.
-func (t *Trigger) call(ctx context.Context, actors Actors, rec *actionRecord) (handle, error) {
-	var h handle
-	switch actionKind(rec.Action) {
-	case kindVSPC:
-		act := actors.VSPC[rec.Target]
-		if act == nil {
-			return h, fmt.Errorf("%w: no VSPC target %q", errNotSent, rec.Target)
-		}
-		var err error
-		var aa *veeam.AsyncAction
-		if rec.Action == config.ActionVSPCPlanStart {
-			aa, err = act.StartPlan(ctx, rec.PlanID, rec.Test, rec.RequestID)
-		} else {
-			aa, err = act.UndoFailoverPlan(ctx, rec.PlanID, rec.RequestID)
-		}
-		if err != nil {
-			return h, err
-		}
-		if aa != nil {
-			h.asyncID = aa.ID
-		}
-	case kindEM:
-		act := actors.EM[rec.Target]
-		if act == nil {
-			return h, fmt.Errorf("%w: no EM target %q", errNotSent, rec.Target)
-		}
-		var err error
-		var id string
-		switch rec.Action {
-		case config.ActionEMPlanStart:
-			task, e := act.StartFailoverPlan(ctx, rec.PlanID, nil)
-			id, err = task.ID, e
-		case config.ActionEMPlanUndo:
-			task, e := act.UndoFailoverPlan(ctx, rec.PlanID)
-			id, err = task.ID, e
-		case config.ActionEMCdpFailover:
-			task, e := act.FailoverCdpVM(ctx, rec.CdpReplica, rec.VM)
-			id, err = task.ID, e
-		}
-		if err != nil {
-			return h, err
-		}
-		h.taskID = id
-	case kindVBR:
-		act := actors.VBR[rec.Target]
-		if act == nil {
-			return h, fmt.Errorf("%w: no VBR target %q", errNotSent, rec.Target)
-		}
-		sessions, err := act.StartFailover(ctx, rec.Action, rec.PointIDs, rec.Reason)
-		if err != nil {
-			return h, err
-		}
-		for _, s := range sessions {
-			h.sessions = append(h.sessions, sessionHandle{ID: s.ID})
-		}
-	default:
-		return h, fmt.Errorf("%w: unknown action %q", errNotSent, rec.Action)
+func call(ctx context.Context, clients map[string]any, rec *actionRecord) (handle, error) {
+	k := kinds[rec.Action]
+	if k == nil {
+		return handle{}, fmt.Errorf("%w: unknown action %q", errNotSent, rec.Action)
 	}
-	return h, nil
+	c, err := k.clientFor(clients, rec.Target)
+	if err != nil {
+		return handle{}, fmt.Errorf("%w: %w", errNotSent, err)
+	}
+	return k.call(ctx, c, rec)
 }
 
 // errNotSent marks call errors raised before anything was sent.
@@ -214,10 +158,10 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 		}
 		t.mu.Lock()
 		timeout := time.Duration(t.cfg.ActionTimeout)
-		actors := t.actors
+		clients := t.clients
 		t.mu.Unlock()
 		ctx, cancel := context.WithTimeout(t.ctx, t.checkTimeout)
-		outcome, msg, err := t.pollOnce(ctx, actors, rec)
+		outcome, msg, err := t.pollOnce(ctx, clients, rec)
 		cancel()
 		if t.ctx.Err() != nil {
 			return
@@ -253,168 +197,16 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 
 // pollOnce reads the action's handle once. It returns an outcome when the
 // action ended, "" while it runs.
-func (t *Trigger) pollOnce(ctx context.Context, actors Actors, rec *actionRecord) (outcome, msg string, err error) {
-	switch actionKind(rec.Action) {
-	case kindVSPC:
-		return t.pollVSPC(ctx, actors.VSPC[rec.Target], rec)
-	case kindEM:
-		act := actors.EM[rec.Target]
-		if act == nil {
-			return "", "", fmt.Errorf("no EM target %q", rec.Target)
-		}
-		if rec.TaskID == "" {
-			return outcomeAbandoned, "EM answered without a task id; the outcome cannot be tracked", nil
-		}
-		task, err := act.GetTask(ctx, rec.TaskID)
-		if err != nil {
-			return "", "", err
-		}
-		if !task.Finished() {
-			return "", "", nil
-		}
-		switch {
-		case !task.HasResult:
-			return outcomeWarning, "task " + task.ID + " finished without a result", nil
-		case task.Success:
-			return outcomeSuccess, task.Message, nil
-		}
-		return outcomeFailed, "task " + task.ID + " failed: " + task.Message, nil
-	case kindVBR:
-		act := actors.VBR[rec.Target]
-		if act == nil {
-			return "", "", fmt.Errorf("no VBR target %q", rec.Target)
-		}
-		if len(rec.Sessions) == 0 {
-			return outcomeAbandoned, "VBR answered without sessions; the outcome cannot be tracked", nil
-		}
-		var msgs []string
-		running := false
-		for i := range rec.Sessions {
-			t.mu.Lock()
-			sh := rec.Sessions[i]
-			t.mu.Unlock()
-			if sh.Result != "" {
-				continue
-			}
-			s, err := act.GetSession(ctx, sh.ID)
-			if err != nil {
-				return "", "", err
-			}
-			if s.State != "Stopped" {
-				running = true
-				continue
-			}
-			res := s.Result
-			if res == "" {
-				res = "None"
-			}
-			if s.Message != "" && res != "Success" {
-				msgs = append(msgs, fmt.Sprintf("session %s (%s): %s", s.ID, s.Name, s.Message))
-			}
-			t.mu.Lock()
-			rec.Sessions[i].Result = res
-			t.mu.Unlock()
-		}
-		if running {
-			return "", "", nil
-		}
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		outcome := outcomeSuccess
-		for _, s := range rec.Sessions {
-			switch s.Result {
-			case "Success":
-			case "Warning":
-				if outcome == outcomeSuccess {
-					outcome = outcomeWarning
-				}
-			default: // Failed, None (cancelled) or unknown
-				outcome = outcomeFailed
-			}
-		}
-		results := make([]string, len(rec.Sessions))
-		for i, s := range rec.Sessions {
-			results[i] = s.ID + "=" + s.Result
-		}
-		return outcome, strings.Join(append([]string{"sessions " + strings.Join(results, ", ")}, msgs...), "; "), nil
+func (t *Trigger) pollOnce(ctx context.Context, clients map[string]any, rec *actionRecord) (outcome, msg string, err error) {
+	k := kinds[rec.Action]
+	if k == nil {
+		return "", "", fmt.Errorf("unknown action %q", rec.Action)
 	}
-	return "", "", fmt.Errorf("unknown action %q", rec.Action)
-}
-
-// pollVSPC follows the async action (when VSPC answered 202) and then the
-// plan's status: start ends in Success/Completed/Failed, undo in
-// Ready/UndoFailed (the plan was not in those states when the call was
-// made, target_state made sure of that).
-func (t *Trigger) pollVSPC(ctx context.Context, act VSPCActor, rec *actionRecord) (string, string, error) {
-	if act == nil {
-		return "", "", fmt.Errorf("no VSPC target %q", rec.Target)
-	}
-	t.mu.Lock()
-	asyncID, asyncDone := rec.AsyncID, rec.AsyncDone
-	t.mu.Unlock()
-	if asyncID != "" && !asyncDone {
-		aa, err := act.GetAsyncAction(ctx, asyncID)
-		if err != nil {
-			return "", "", fmt.Errorf("reading async action %s: %w", asyncID, err)
-		}
-		switch strings.ToLower(aa.Status) {
-		case "succeed":
-			t.mu.Lock()
-			rec.AsyncDone = true
-			t.mu.Unlock()
-		case "failed", "canceled":
-			// The plan's status may say more; fall through to it, but the
-			// action did not succeed whatever the plan says now.
-			p, err := act.GetFailoverPlan(ctx, rec.PlanID)
-			msg := "VSPC async action " + asyncID + " " + strings.ToLower(aa.Status)
-			if err == nil && p.LastSession != nil && p.LastSession.Message != "" {
-				msg += ": " + p.LastSession.Message
-			}
-			return outcomeFailed, msg, nil
-		default:
-			return "", "", nil
-		}
-	}
-	p, err := act.GetFailoverPlan(ctx, rec.PlanID)
+	c, err := k.clientFor(clients, rec.Target)
 	if err != nil {
-		return "", "", fmt.Errorf("reading plan %s: %w", rec.PlanID, err)
+		return "", "", err
 	}
-	var last, lastMsg string
-	if p.LastSession != nil {
-		last, lastMsg = p.LastSession.Status, p.LastSession.Message
-	}
-	describe := func() string {
-		s := "plan " + p.Name + " is " + p.Status
-		if last != "" {
-			s += ", last session " + last
-		}
-		if lastMsg != "" {
-			s += ": " + lastMsg
-		}
-		return s
-	}
-	if rec.Action == config.ActionVSPCPlanStart {
-		switch p.Status {
-		case vspcSuccess, vspcCompleted:
-			switch last {
-			case "Warning":
-				return outcomeWarning, describe(), nil
-			case "Failed":
-				return outcomeFailed, describe(), nil
-			}
-			return outcomeSuccess, describe(), nil
-		case vspcFailed:
-			return outcomeFailed, describe(), nil
-		}
-		return "", "", nil
-	}
-	switch p.Status {
-	case vspcReady:
-		return outcomeSuccess, describe(), nil
-	case vspcUndoFailed:
-		return outcomeFailed, describe(), nil
-	}
-	return "", "", nil
+	return k.poll(ctx, c, rec, &t.mu)
 }
 
 func (t *Trigger) finish(rec *actionRecord, outcome, msg string) {
@@ -457,7 +249,7 @@ func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool
 	default:
 		t.logger.Error("failover action did not succeed", attrs...)
 	}
-	t.st.removeAction(rec.RequestID)
+	t.store.removeAction(rec.RequestID)
 	if save {
 		_ = t.saveLocked()
 	}

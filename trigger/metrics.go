@@ -7,27 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Guards, in pipeline order (DESIGN.md "The guard pipeline").
-const (
-	guardKillSwitch  = "kill_switch"
-	guardMatch       = "match"
-	guardResolved    = "resolved"
-	guardFor         = "for"
-	guardQuorum      = "quorum"
-	guardAllow       = "allow"
-	guardDedup       = "dedup"
-	guardCooldown    = "cooldown"
-	guardTargetState = "target_state"
-	guardRateLimit   = "rate_limit"
-	guardConcurrency = "concurrency"
-	guardDryRun      = "dry_run"
-)
-
-var guards = []string{
-	guardKillSwitch, guardMatch, guardResolved, guardFor, guardQuorum, guardAllow,
-	guardDedup, guardCooldown, guardTargetState, guardRateLimit, guardConcurrency, guardDryRun,
-}
-
 // ruleNone is the rule label of alerts no rule matches.
 const ruleNone = "none"
 
@@ -125,12 +104,14 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // initRules creates the series of every rule at 0 so that rate() and
 // absent() work from the first scrape.
 func (m *metrics) initRules(rules []*rule) {
-	for _, g := range []string{guardKillSwitch, guardMatch} {
-		m.blocked.WithLabelValues(ruleNone, g)
+	for _, s := range pipeline {
+		if s.noRule {
+			m.blocked.WithLabelValues(ruleNone, s.name)
+		}
 	}
 	for _, r := range rules {
-		for _, g := range guards {
-			m.blocked.WithLabelValues(r.name, g)
+		for _, s := range pipeline {
+			m.blocked.WithLabelValues(r.name, s.name)
 		}
 		a := r.action.Type
 		m.actions.WithLabelValues(r.name, a)

@@ -146,7 +146,7 @@ func TestMetricsAndStatus(t *testing.T) {
 	for _, pr := range problems {
 		t.Errorf("lint: %s: %s", pr.Metric, pr.Text)
 	}
-	if n := testutil.CollectAndCount(h.tr.m.blocked); n != len(guards)+2 {
+	if n := testutil.CollectAndCount(h.tr.m.blocked); n != len(pipeline)+2 {
 		t.Errorf("%d blocked_total series, want every guard of the rule plus none/{kill_switch,match}", n)
 	}
 	if got := testutil.ToFloat64(h.tr.m.armed); got != 1 {
@@ -300,7 +300,7 @@ func TestFinalCheckBeforeCall(t *testing.T) {
 	rec := &actionRecord{RequestID: "33333333-3333-5333-8333-333333333333", Rule: "r", Action: config.ActionVSPCPlanStart,
 		Target: "vspc", Object: p.InstanceUID, Status: statusDecided, DecidedAt: time.Now(), PlanID: lower(p.InstanceUID)}
 	h.tr.mu.Lock()
-	h.tr.st.actions = append(h.tr.st.actions, rec)
+	h.tr.store.actions = append(h.tr.store.actions, rec)
 	h.tr.startLocked(rec, false)
 	h.tr.mu.Unlock()
 	outs := h.wait(t, 5*time.Second)

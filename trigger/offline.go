@@ -10,18 +10,15 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 )
 
-// offlineGuards are the guards TestPayload cannot evaluate without the
-// running trigger's state and live reads.
-var offlineGuards = []string{guardDedup, guardCooldown, guardTargetState, guardRateLimit, guardConcurrency}
-
 // TestPayload prints, for each alert of an Alertmanager payload, which rules
-// match and which guard would stop it, evaluated at now. It calls nothing and
-// reads no state: dedup, cooldown, target_state, rate_limit and concurrency
-// are shown as "not checked (offline)". The kill switch file is checked as it
+// match and which guard would stop it, evaluated at now. It runs the
+// pipeline's alert and pure stages as the webhook does; it calls nothing and
+// reads no state, so the stages that read the trigger's memory or the
+// target (dedup, cooldown, target_state, rate_limit, concurrency) are shown
+// as "not checked (offline)". cfg is a loaded config. The kill switch file is checked as it
 // is now. It returns an error for a config or payload the webhook would
 // refuse.
 func TestPayload(cfg config.TriggerConfig, body []byte, now time.Time, w io.Writer) error {
-	applyDefaults(&cfg)
 	rules, err := compileRules(&cfg, nil)
 	if err != nil {
 		return err
@@ -69,15 +66,15 @@ func describeOffline(cfg *config.TriggerConfig, p *payload, g *alertGroup, a *al
 			return head + fmt.Sprintf("stopped by %s (%s)", s.guard, s.reason)
 		}
 	}
-	if ok, reason := g.quorum(); !ok {
-		return head + fmt.Sprintf("stopped by %s (%s)", guardQuorum, reason)
-	}
-	if ok, reason := r.allowed(g.object); !ok {
-		return head + fmt.Sprintf("stopped by %s (%s)", guardAllow, reason)
+	e := &evaluation{p: p, g: g}
+	for _, s := range groupStages(func(s *stage) bool { return s.pure != nil }) {
+		if reason := s.pure(e); reason != "" {
+			return head + fmt.Sprintf("stopped by %s (%s)", s.name, reason)
+		}
 	}
 	id := requestID(r.name, g.object, p.GroupKey, earliestStart(g.acting))
-	passed := "passes kill_switch, match, resolved, for, quorum, allow; " +
-		strings.Join(offlineGuards, ", ") + ": not checked (offline); "
+	passed := "passes " + strings.Join(onlineStages(), ", ") + "; " +
+		strings.Join(offlineStages(), ", ") + ": not checked (offline); "
 	if cfg.DryRun {
 		return head + passed + "stopped by dry_run (dry_run is true); request id " + id
 	}

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/veeam-failover/veeam_failover_exporter/config"
 )
 
 // requestIDNamespace is the UUIDv5 namespace of request ids. It never
@@ -50,10 +48,6 @@ func hashKey(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-func pendingCooldownKey(k cooldownKey) string {
-	return "cooldown\x00" + k.rule + "\x00" + k.object
-}
-
 // stop is a set of alerts of a group that an alert-level guard stopped.
 type stop struct {
 	guard  string
@@ -67,8 +61,7 @@ type alertGroup struct {
 	rule   *rule
 	object string
 	order  int
-	// stops holds alerts stopped by kill_switch, match, resolved or for, in
-	// guard order.
+	// stops holds alerts stopped by the alert stages, in guard order.
 	stops []*stop
 	// acting are the alerts that passed those guards.
 	acting []*alert
@@ -96,8 +89,7 @@ func (g *alertGroup) contains(a *alert) bool {
 	return false
 }
 
-// classify runs the alert-level guards (kill_switch, match, resolved, for)
-// and groups the alerts by rule and object. An alert matching several
+// classify runs the alert stages and groups the alerts by rule and object. An alert matching several
 // rules is in a group of each. It calls nothing and reads no state.
 func classify(p *payload, rules []*rule, now time.Time, kill bool, killReason string) []*alertGroup {
 	type key struct {
@@ -123,24 +115,16 @@ func classify(p *payload, rules []*rule, now time.Time, kill bool, killReason st
 			}
 			matched = true
 			g := get(ri, r, r.object(a))
-			switch {
-			case kill:
-				g.stopAt(guardKillSwitch, killReason, a)
-			case a.Status != statusFiring:
-				g.stopAt(guardResolved, "the alert is resolved; only firing alerts act", a)
-			case r.forDur > 0 && now.Sub(a.StartsAt) < r.forDur:
-				g.stopAt(guardFor, fmt.Sprintf("firing for less than %s", r.forDur), a)
-			default:
+			if s, reason := firstAlertStop(&alertCheck{a: a, rule: r, now: now, kill: kill, killReason: killReason}); s != nil {
+				g.stopAt(s.name, reason, a)
+			} else {
 				g.acting = append(g.acting, a)
 			}
 		}
 		if !matched {
 			g := get(len(rules), nil, "")
-			if kill {
-				g.stopAt(guardKillSwitch, killReason, a)
-			} else {
-				g.stopAt(guardMatch, "no rule matches", a)
-			}
+			s, reason := firstAlertStop(&alertCheck{a: a, now: now, kill: kill, killReason: killReason})
+			g.stopAt(s.name, reason, a)
 		}
 	}
 	out := make([]*alertGroup, 0, len(groups))
@@ -224,114 +208,90 @@ func (t *Trigger) evaluate(ctx context.Context, p *payload) ([]decision, error) 
 	return out, nil
 }
 
-// decide runs the group-level guards for alerts that passed the
-// alert-level ones: quorum, allow, dedup, cooldown, target_state,
-// rate_limit, concurrency, dry_run. When all agree the action is made
-// durable and started.
+// decide runs the group stages for alerts that passed the alert stages.
+// When all agree the action is made durable and started.
 func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decision, now time.Time) (decision, error) {
 	r := g.rule
 	startsAt := earliestStart(g.acting)
 	d.Alerts = fingerprints(g.acting)
 	d.RequestID = requestID(r.name, g.object, p.GroupKey, startsAt)
-	block := func(guard, reason string) (decision, error) {
-		d.Guard, d.Reason = guard, reason
-		t.record(d)
-		return d, nil
-	}
-	if ok, reason := g.quorum(); !ok {
-		return block(guardQuorum, reason)
-	}
-	if ok, reason := r.allowed(g.object); !ok {
-		return block(guardAllow, reason)
-	}
-
-	// dedup and cooldown, then reserve both while Veeam is read.
-	keys := dedupKeys(r.name, g.object, p.GroupKey, startsAt, g.acting)
-	ck := cooldownKey{r.name, g.object}
-	reserved := append(slices.Clone(keys), pendingCooldownKey(ck))
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return d, errClosed
-	}
-	if reason := t.dedupLocked(keys, now); reason != "" {
-		t.mu.Unlock()
-		return block(guardDedup, reason)
-	}
-	if reason := t.cooldownLocked(r, ck, now); reason != "" {
-		t.mu.Unlock()
-		return block(guardCooldown, reason)
-	}
-	for _, k := range reserved {
-		t.pending[k] = true
-	}
-	t.mu.Unlock()
-	release := func() {
-		for _, k := range reserved {
-			delete(t.pending, k)
-		}
-	}
-
-	cctx, cancel := context.WithTimeout(ctx, t.checkTimeout)
-	res, reason := t.checkTarget(cctx, r, g.object)
-	cancel()
-
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	release()
-	now = t.now()
-	if reason != "" {
-		d.Guard, d.Reason = guardTargetState, reason
-		t.recordLocked(d, true)
-		return d, nil
-	}
-	if t.closed {
-		return d, errClosed
-	}
+	e := &evaluation{p: p, g: g, now: now,
+		keys: dedupKeys(r.name, g.object, p.GroupKey, startsAt, g.acting),
+		ck:   cooldownKey{r.name, g.object}}
 	blockLocked := func(guard, reason string) (decision, error) {
 		d.Guard, d.Reason = guard, reason
 		t.recordLocked(d, true)
 		return d, nil
 	}
-	// The state may have changed while Veeam was read (another rule, a
-	// reload): look again.
-	if reason := t.dedupLocked(keys, now); reason != "" {
-		return blockLocked(guardDedup, reason)
-	}
-	if reason := t.cooldownLocked(r, ck, now); reason != "" {
-		return blockLocked(guardCooldown, reason)
-	}
-	if reason := t.conflictLocked(r, res); reason != "" {
-		return blockLocked(guardTargetState, reason)
-	}
-	if tokens := t.limiter.TokensAt(now); tokens < 1 {
-		return blockLocked(guardRateLimit, fmt.Sprintf("rate limit of %d actions per %s reached (%.2f tokens)",
-			t.cfg.RateLimit.Actions, time.Duration(t.cfg.RateLimit.Per), tokens))
-	}
-	if n := len(t.st.actions); n >= t.cfg.MaxConcurrent {
-		return blockLocked(guardConcurrency, fmt.Sprintf("%d actions in flight, max_concurrent is %d", n, t.cfg.MaxConcurrent))
-	}
-	ttl := max(r.cooldown, minDedupTTL)
-	if dry, why := t.dryRunLocked(); dry {
-		t.pruneDryLocked(now)
-		for _, k := range keys {
-			t.dryDedup[k] = now.Add(ttl)
+	for _, s := range groupStages(func(s *stage) bool { return s.pure != nil }) {
+		if reason := s.pure(e); reason != "" {
+			d.Guard, d.Reason = s.name, reason
+			t.record(d)
+			return d, nil
 		}
-		t.dryCooldowns[ck] = now
-		d.Guard, d.Reason, d.Outcome = guardDryRun, why, verdictDryRun
+	}
+
+	// The state stages before the live read, then their keys are reserved
+	// while Veeam is read.
+	reserved := append(slices.Clone(e.keys), pendingCooldownKey(e.ck))
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return d, errClosed
+	}
+	if s, reason := t.firstStateStop(e, beforeLive()); s != nil {
+		defer t.mu.Unlock()
+		return blockLocked(s.name, reason)
+	}
+	t.store.reserve(reserved)
+	t.mu.Unlock()
+
+	var liveStop *stage
+	var liveReason string
+	for _, s := range groupStages(func(s *stage) bool { return s.live != nil }) {
+		cctx, cancel := context.WithTimeout(ctx, t.checkTimeout)
+		liveReason = s.live(cctx, t, e)
+		cancel()
+		if liveReason != "" {
+			liveStop = s
+			break
+		}
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.store.release(reserved)
+	e.now = t.now()
+	now = e.now
+	if liveStop != nil {
+		return blockLocked(liveStop.name, liveReason)
+	}
+	if t.closed {
+		return d, errClosed
+	}
+	// Every state stage again: the state may have changed while Veeam was
+	// read (another rule, a reload).
+	ttl := max(r.cooldown, minDedupTTL)
+	if s, reason := t.firstStateStop(e, groupStages(func(*stage) bool { return true })); s != nil {
+		if !s.dryRun {
+			return blockLocked(s.name, reason)
+		}
+		t.store.rememberDry(e.keys, e.ck, now.Add(ttl), now, t.cooldownOfLocked)
+		d.Guard, d.Reason, d.Outcome = s.name, reason, verdictDryRun
 		t.recordLocked(d, true)
 		return d, nil
 	}
 
+	res := e.res
 	rec := &actionRecord{
 		RequestID: d.RequestID, Rule: r.name, Action: r.action.Type, Target: r.action.Target,
 		Object: g.object, GroupKey: p.GroupKey, StartsAt: startsAt, Alerts: d.Alerts,
 		Status: statusDecided, DecidedAt: now,
-		PlanID: res.planID, PlanName: res.planName, Test: r.action.Test && r.action.Type == config.ActionVSPCPlanStart,
+		PlanID: res.planID, PlanName: res.planName, Test: r.action.Test && slices.Contains(r.kind.object.Keys, "test"),
 		PrevStatus: res.prevStatus, PrevSessionID: res.prevSessionID,
 		CdpReplica: res.cdpReplica, VM: res.vm, PointIDs: res.pointIDs, Reason: r.action.Reason,
 	}
-	if t.st.action(rec.RequestID) != nil {
+	if t.store.action(rec.RequestID) != nil {
 		// Same request id still in flight: same rule, object, group and
 		// startsAt. Dedup should have caught it; never send it twice.
 		return blockLocked(guardDedup, "an action with this request id is in flight")
@@ -343,25 +303,9 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
-	prevCooldown, hadCooldown := t.st.cooldowns[ck]
-	prevUses := t.st.rateUses
-	for _, k := range keys {
-		t.st.dedup[k] = now.Add(ttl)
-	}
-	t.st.cooldowns[ck] = now
-	t.st.rateUses = append(slices.Clone(prevUses), now)
-	t.st.actions = append(t.st.actions, rec)
+	undo := t.store.commit(rec, e.keys, e.ck, now.Add(ttl), now)
 	if err := t.saveLocked(); err != nil {
-		for _, k := range keys {
-			delete(t.st.dedup, k)
-		}
-		if hadCooldown {
-			t.st.cooldowns[ck] = prevCooldown
-		} else {
-			delete(t.st.cooldowns, ck)
-		}
-		t.st.rateUses = prevUses
-		t.st.removeAction(rec.RequestID)
+		undo()
 		_ = t.audit.write(outcomeLine{
 			Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
 			RequestID: rec.RequestID, Outcome: outcomeAbandoned, Message: "not sent: the state file could not be written",
@@ -369,66 +313,18 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
-	t.limiter.AllowN(now, 1)
+	t.store.limiter.AllowN(now, 1)
 	t.recordLocked(d, false)
 	t.startLocked(rec, false)
 	return d, nil
 }
 
-// pruneDryLocked forgets dry-run decisions that no longer matter.
-func (t *Trigger) pruneDryLocked(now time.Time) {
-	for k, exp := range t.dryDedup {
-		if !exp.After(now) {
-			delete(t.dryDedup, k)
-		}
+// cooldownOfLocked returns the cooldown of the rule with this name.
+func (t *Trigger) cooldownOfLocked(name string) (time.Duration, bool) {
+	if r := t.ruleLocked(name); r != nil {
+		return r.cooldown, true
 	}
-	for k, at := range t.dryCooldowns {
-		if r := t.ruleLocked(k.rule); r == nil || !at.Add(r.cooldown).After(now) {
-			delete(t.dryCooldowns, k)
-		}
-	}
-}
-
-// dedupLocked says why the keys count as handled, or "".
-func (t *Trigger) dedupLocked(keys []string, now time.Time) string {
-	dry, _ := t.dryRunLocked()
-	mem := t.st.dedup
-	if dry {
-		mem = t.dryDedup
-	}
-	for _, k := range keys {
-		if t.pending[k] {
-			return "the same alerts are being decided for another notification"
-		}
-		if exp, ok := mem[k]; ok && exp.After(now) {
-			if dry {
-				return "already handled (dry-run) for this alert group and startsAt"
-			}
-			return "already handled for this alert group and startsAt"
-		}
-	}
-	return ""
-}
-
-// cooldownLocked says why the rule must wait before acting on the object
-// again, or "".
-func (t *Trigger) cooldownLocked(r *rule, k cooldownKey, now time.Time) string {
-	if t.pending[pendingCooldownKey(k)] {
-		return "an action for this rule and object is being decided for another notification"
-	}
-	dry, _ := t.dryRunLocked()
-	mem := t.st.cooldowns
-	if dry {
-		mem = t.dryCooldowns
-	}
-	at, ok := mem[k]
-	if !ok || r.cooldown <= 0 {
-		return ""
-	}
-	if until := at.Add(r.cooldown); until.After(now) {
-		return fmt.Sprintf("last action at %s; cooldown %s until %s", at.UTC().Format(time.RFC3339), r.cooldown, until.UTC().Format(time.RFC3339))
-	}
-	return ""
+	return 0, false
 }
 
 // record adds a decision to the metrics, recent decisions, audit log and

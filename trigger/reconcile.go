@@ -14,7 +14,7 @@ import (
 // outcome. It reads the whole audit log once, at start-up.
 func (t *Trigger) reconcileAuditLocked() error {
 	path := t.cfg.AuditLog
-	if path == "" || t.disarmed != "" {
+	if path == "" || t.store.disarmed != "" {
 		return nil
 	}
 	f, err := os.Open(path)
@@ -54,7 +54,7 @@ func (t *Trigger) reconcileAuditLocked() error {
 		return fmt.Errorf("reading audit log: %w", err)
 	}
 	for _, rec := range orphans {
-		if rec == nil || t.st.action(rec.RequestID) != nil {
+		if rec == nil || t.store.action(rec.RequestID) != nil {
 			continue
 		}
 		t.finishLocked(rec, outcomeAbandoned, "the exporter stopped before this decision reached the state file; it was never sent", false)

@@ -4,42 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 )
-
-// Target kinds of actions.
-const (
-	kindVSPC = "vspc"
-	kindEM   = "em"
-	kindVBR  = "vbr"
-)
-
-// VBR operation names as advertised in ReplicaPointModel.allowedOperations
-// (veeam-api.md §1.5); a point must list the operation for the trigger to
-// fail it over.
-var vbrOperations = map[string]string{
-	config.ActionVBRFailover:          "StartViVMSnapshotReplicaFailover",
-	config.ActionVBRPlannedFailover:   "StartViVMSnapshotReplicaPlannedFailover",
-	config.ActionVBRPermanentFailover: "StartViVMSnapshotReplicaPermanentFailover",
-	config.ActionVBRUndoFailover:      "StartViVMSnapshotReplicaUndoFailover",
-}
-
-func actionKind(actionType string) string {
-	switch actionType {
-	case config.ActionVSPCPlanStart, config.ActionVSPCPlanUndo:
-		return kindVSPC
-	case config.ActionEMPlanStart, config.ActionEMPlanUndo, config.ActionEMCdpFailover:
-		return kindEM
-	case config.ActionVBRFailover, config.ActionVBRPlannedFailover, config.ActionVBRPermanentFailover, config.ActionVBRUndoFailover:
-		return kindVBR
-	}
-	return ""
-}
 
 // rule is a config rule compiled for matching.
 type rule struct {
@@ -49,7 +19,7 @@ type rule struct {
 	minAlerts int
 	cooldown  time.Duration
 	action    config.Action
-	kind      string
+	kind      *kind
 	// label is the alert label that names the object (plan_label or
 	// replica_label), "" when the object is fixed in the rule.
 	label string
@@ -57,16 +27,14 @@ type rule struct {
 	fixedObject string
 }
 
-// compileRules checks the trigger config and compiles its rules. With actors
-// non-nil every rule's target must be one of them, of the right type.
-// Everything a wrong config could turn into a wrong failover is an error
-// here, even if the config loader already checks it.
-func compileRules(cfg *config.TriggerConfig, actors *Actors) ([]*rule, error) {
+// compileRules compiles the rules of a loaded config. With clients non-nil
+// every rule's target must have a client that can run its kind.
+func compileRules(cfg *config.TriggerConfig, clients map[string]any) ([]*rule, error) {
 	var errs []error
 	seen := map[string]bool{}
 	rules := make([]*rule, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
-		r, err := compileRule(&cfg.Rules[i], actors)
+		r, err := compileRule(&cfg.Rules[i], clients)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %d (%q): %w", i, cfg.Rules[i].Name, err))
 			continue
@@ -84,7 +52,11 @@ func compileRules(cfg *config.TriggerConfig, actors *Actors) ([]*rule, error) {
 	return rules, nil
 }
 
-func compileRule(c *config.Rule, actors *Actors) (*rule, error) {
+// compileRule refuses what cannot be compiled into a safe rule: a rule with
+// no matchers would match every alert, one whose object an alert label
+// chooses without allow would let whoever writes labels choose what fails
+// over.
+func compileRule(c *config.Rule, clients map[string]any) (*rule, error) {
 	if c.Name == "" || c.Name == ruleNone {
 		return nil, fmt.Errorf("a rule needs a name other than %q", ruleNone)
 	}
@@ -94,16 +66,11 @@ func compileRule(c *config.Rule, actors *Actors) (*rule, error) {
 		minAlerts: c.MinAlerts,
 		cooldown:  time.Duration(c.Cooldown),
 		action:    c.Action,
-		kind:      actionKind(c.Action.Type),
-	}
-	if r.minAlerts < 1 {
-		r.minAlerts = 1
+		kind:      kinds[c.Action.Type],
 	}
 	if r.forDur < 0 || r.cooldown < 0 {
 		return nil, errors.New("for and cooldown must not be negative")
 	}
-	// Parse the matchers here too: a rule built without the loader must not
-	// end up with no matchers, which would match every alert.
 	if len(c.Matchers) == 0 {
 		return nil, errors.New("a rule needs at least one matcher")
 	}
@@ -117,72 +84,25 @@ func compileRule(c *config.Rule, actors *Actors) (*rule, error) {
 	}
 
 	a := &c.Action
-	if r.kind == "" {
+	if r.kind == nil {
 		return nil, fmt.Errorf("unknown action type %q", a.Type)
 	}
 	if a.Target == "" {
 		return nil, errors.New("action.target is required")
 	}
-	if actors != nil {
-		var ok bool
-		switch r.kind {
-		case kindVSPC:
-			_, ok = actors.VSPC[a.Target]
-		case kindEM:
-			_, ok = actors.EM[a.Target]
-		case kindVBR:
-			_, ok = actors.VBR[a.Target]
-		}
-		if !ok {
-			return nil, fmt.Errorf("action.target %q is not a %s target", a.Target, r.kind)
+	if clients != nil {
+		if _, err := r.kind.clientFor(clients, a.Target); err != nil {
+			return nil, fmt.Errorf("action.target %q is not a %s target", a.Target, r.kind.targetType)
 		}
 	}
-	switch {
-	case a.Type == config.ActionEMCdpFailover:
-		if a.CdpReplica == "" || a.VM == "" {
-			return nil, errors.New("em_cdp_failover needs action.cdp_replica and action.vm")
-		}
-		r.fixedObject = a.CdpReplica + "/" + a.VM
-	case r.kind == kindVSPC || r.kind == kindEM:
-		switch {
-		case a.Plan != "" && a.PlanLabel != "":
-			return nil, errors.New("action.plan and action.plan_label are exclusive")
-		case a.Plan != "":
-			r.fixedObject = a.Plan
-		case a.PlanLabel != "":
-			r.label = a.PlanLabel
-		default:
-			return nil, errors.New("action.plan or action.plan_label is required")
-		}
-	case r.kind == kindVBR:
-		n := 0
-		if len(a.Replicas) > 0 {
-			n++
-			r.fixedObject = joinSorted(a.Replicas)
-		}
-		if len(a.ReplicaPointIDs) > 0 {
-			n++
-			r.fixedObject = "points:" + joinSorted(a.ReplicaPointIDs)
-		}
-		if a.ReplicaLabel != "" {
-			n++
-			r.label = a.ReplicaLabel
-		}
-		if n != 1 {
-			return nil, errors.New("exactly one of action.replicas, action.replica_point_ids and action.replica_label is required")
-		}
+	var err error
+	if r.label, r.fixedObject, err = r.kind.object.Compile(r.kind.name, a); err != nil {
+		return nil, err
 	}
 	if r.label != "" && len(a.Allow) == 0 {
-		// Otherwise whoever writes alert labels chooses what fails over.
 		return nil, fmt.Errorf("taking the object from label %q needs action.allow", r.label)
 	}
 	return r, nil
-}
-
-func joinSorted(ss []string) string {
-	c := slices.Clone(ss)
-	slices.Sort(c)
-	return strings.Join(c, ",")
 }
 
 // matches reports whether every matcher of the rule holds for the alert.

@@ -66,8 +66,8 @@ func TestCompileRules(t *testing.T) {
 			t.Fatalf("error %v", err)
 		}
 	})
-	t.Run("target must be an actor of the right type", func(t *testing.T) {
-		_, err := compileRules(&config.TriggerConfig{Rules: []config.Rule{base}}, &Actors{})
+	t.Run("target must have a client of the right type", func(t *testing.T) {
+		_, err := compileRules(&config.TriggerConfig{Rules: []config.Rule{base}}, map[string]any{})
 		if err == nil || !strings.Contains(err.Error(), `"vspc" is not a vspc target`) {
 			t.Fatalf("error %v", err)
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
-	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
@@ -25,25 +24,11 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
-// TestVBROperationsMatchClient keeps trigger's operation names in line with
-// the client's.
-func TestVBROperationsMatchClient(t *testing.T) {
-	for action := range vbrOperations {
-		kind, err := actors.FailoverKind(action)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if vbrOperations[action] != kind.Operation() {
-			t.Errorf("%s: trigger checks %q, client says %q", action, vbrOperations[action], kind.Operation())
-		}
-	}
-}
-
 const testToken = "test-bearer-token"
 
 type simEnv struct {
 	sim    *simulator.Simulator
-	actors Actors
+	actors map[string]any
 }
 
 func startSim(t *testing.T, o simulator.Options) *simEnv {
@@ -70,7 +55,7 @@ func startSim(t *testing.T, o simulator.Options) *simEnv {
 
 // newActors makes a fresh set of clients (a second exporter process has its
 // own).
-func newActors(t *testing.T, sim *simulator.Simulator) Actors {
+func newActors(t *testing.T, sim *simulator.Simulator) map[string]any {
 	t.Helper()
 	opts := func(name, url string) veeam.ClientOptions {
 		return veeam.ClientOptions{Name: name, URL: url, Username: simulator.DefaultUsername,
@@ -95,11 +80,7 @@ func newActors(t *testing.T, sim *simulator.Simulator) Actors {
 		_ = ec.Close(ctx)
 		_ = bc.Close(ctx)
 	})
-	return Actors{
-		VSPC: map[string]VSPCActor{"vspc": actors.VSPC{Client: vc}},
-		EM:   map[string]EMActor{"em": actors.EM{Client: ec}},
-		VBR:  map[string]VBRActor{"vbr": actors.VBR{Client: bc}},
-	}
+	return map[string]any{"vspc": vc, "em": ec, "vbr": bc}
 }
 
 // readyPlans returns VSPC plans in status Ready.
@@ -194,7 +175,7 @@ type harness struct {
 	cfg config.TriggerConfig
 }
 
-func newHarness(t *testing.T, cfg config.TriggerConfig, actors Actors, o Options) *harness {
+func newHarness(t *testing.T, cfg config.TriggerConfig, actors map[string]any, o Options) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	o.Registerer = reg

@@ -239,7 +239,7 @@ func unmarshalState(data []byte) (*state, error) {
 			return nil, fmt.Errorf("actions[%d]: null", i)
 		case a.RequestID == "" || a.Rule == "" || a.Target == "":
 			return nil, fmt.Errorf("actions[%d]: missing request_id, rule or target", i)
-		case actionKind(a.Action) == "":
+		case kinds[a.Action] == nil:
 			return nil, fmt.Errorf("actions[%d]: unknown action %q", i, a.Action)
 		case a.Status != statusDecided && a.Status != statusSending && a.Status != statusSent:
 			return nil, fmt.Errorf("actions[%d]: unknown status %q", i, a.Status)
@@ -250,6 +250,41 @@ func unmarshalState(data []byte) (*state, error) {
 		s.actions = append(s.actions, a)
 	}
 	return s, nil
+}
+
+// fileBackend keeps the state in a local JSON file, replaced atomically on
+// every save.
+type fileBackend struct {
+	path    string
+	corrupt corruptCopy
+}
+
+// newFileBackend uses the file at path, removing what an earlier crash
+// left behind.
+func newFileBackend(path string) *fileBackend {
+	removeStaleTemps(path)
+	return &fileBackend{path: path}
+}
+
+func (f *fileBackend) Load() (*state, error) { return loadState(f.path) }
+
+func (f *fileBackend) Save(s *state) error {
+	data, err := s.marshal()
+	if err == nil {
+		err = writeFileAtomic(f.path, data)
+	}
+	if err != nil {
+		return fmt.Errorf("writing state file %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// KeepAside copies an unreadable state file aside (once per content).
+func (f *fileBackend) KeepAside(now time.Time) (string, error) {
+	if _, err := os.Stat(f.path); err != nil {
+		return "", nil
+	}
+	return keepCorruptCopy(f.path, now, &f.corrupt)
 }
 
 // loadState reads the state file. A missing file is an empty state (first

@@ -83,10 +83,10 @@ func TestUnmarshalStateRejects(t *testing.T) {
 	}
 }
 
-// newBareTrigger makes a trigger without rules (no actors needed).
+// newBareTrigger makes a trigger without rules (no clients needed).
 func newBareTrigger(t *testing.T, cfg config.TriggerConfig, reg prometheus.Registerer) *Trigger {
 	t.Helper()
-	tr, err := New(cfg, Actors{}, Options{Registerer: reg, PollInterval: 20 * time.Millisecond})
+	tr, err := New(cfg, map[string]any{}, Options{Registerer: reg, PollInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +95,13 @@ func newBareTrigger(t *testing.T, cfg config.TriggerConfig, reg prometheus.Regis
 }
 
 func armedConfig(dir string) config.TriggerConfig {
-	return config.TriggerConfig{
-		DryRun:             false,
-		WebhookBearerToken: "s3cret-token",
-		StateFile:          filepath.Join(dir, "state.json"),
-		AuditLog:           filepath.Join(dir, "audit.jsonl"),
-		KillSwitchFile:     filepath.Join(dir, "disarm"),
-	}
+	cfg := config.Default().Trigger // New takes a loaded config
+	cfg.DryRun = false
+	cfg.WebhookBearerToken = "s3cret-token"
+	cfg.StateFile = filepath.Join(dir, "state.json")
+	cfg.AuditLog = filepath.Join(dir, "audit.jsonl")
+	cfg.KillSwitchFile = filepath.Join(dir, "disarm")
+	return cfg
 }
 
 func TestCorruptStateDisarms(t *testing.T) {
@@ -138,7 +138,7 @@ func TestCorruptStateDisarms(t *testing.T) {
 		t.Fatal("state file was changed while disarmed")
 	}
 	// A reload with the file still broken stays disarmed.
-	if err := tr.Reload(cfg, Actors{}); err != nil {
+	if err := tr.Reload(cfg, map[string]any{}); err != nil {
 		t.Fatal(err)
 	}
 	if tr.Armed() {
@@ -151,7 +151,7 @@ func TestCorruptStateDisarms(t *testing.T) {
 	if err := os.Remove(cfg.StateFile); err != nil {
 		t.Fatal(err)
 	}
-	if err := tr.Reload(cfg, Actors{}); err != nil {
+	if err := tr.Reload(cfg, map[string]any{}); err != nil {
 		t.Fatal(err)
 	}
 	if !tr.Armed() || tr.status().DisarmedReason != "" {
@@ -180,7 +180,7 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".state.json.tmp-123"), data[:len(data)/2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// No actors at all: a send would fail loudly rather than silently.
+	// No clients at all: a send would fail loudly rather than silently.
 	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())
 	if n := tr.inFlightCount(); n != 0 {
 		t.Fatalf("%d actions still in flight", n)
@@ -283,17 +283,17 @@ func TestNewRefusesUnsafeConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := armedConfig(dir)
 	cfg.WebhookBearerToken = ""
-	if _, err := New(cfg, Actors{}, Options{}); err == nil || !strings.Contains(err.Error(), "no authentication") {
+	if _, err := New(cfg, map[string]any{}, Options{}); err == nil || !strings.Contains(err.Error(), "no authentication") {
 		t.Fatalf("armed without webhook auth: %v", err)
 	}
-	if tr, err := New(cfg, Actors{}, Options{WebhookBasicAuth: true}); err != nil {
+	if tr, err := New(cfg, map[string]any{}, Options{WebhookBasicAuth: true}); err != nil {
 		t.Fatalf("basic auth in front refused: %v", err)
 	} else {
 		_ = tr.Close(context.Background())
 	}
 	cfg = armedConfig(dir)
 	cfg.StateFile = ""
-	if _, err := New(cfg, Actors{}, Options{}); err == nil || !strings.Contains(err.Error(), "state_file") {
+	if _, err := New(cfg, map[string]any{}, Options{}); err == nil || !strings.Contains(err.Error(), "state_file") {
 		t.Fatalf("armed without state file: %v", err)
 	}
 }
@@ -350,7 +350,7 @@ func TestRestartEndsDecisionsMissingFromState(t *testing.T) {
 		t.Fatalf("the finished decision got a second outcome, audit:\n%s", audit)
 	}
 	// A second restart adds nothing.
-	tr2, err := New(cfg, Actors{}, Options{Registerer: prometheus.NewRegistry()})
+	tr2, err := New(cfg, map[string]any{}, Options{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

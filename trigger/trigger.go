@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/common/model"
-	"golang.org/x/time/rate"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 )
@@ -43,10 +41,9 @@ type Options struct {
 }
 
 const (
-	defaultPollInterval  = 2 * time.Second
-	defaultCheckTimeout  = 15 * time.Second
-	defaultCallTimeout   = 2 * time.Minute
-	defaultActionTimeout = 30 * time.Minute
+	defaultPollInterval = 2 * time.Second
+	defaultCheckTimeout = 15 * time.Second
+	defaultCallTimeout  = 2 * time.Minute
 	// minDedupTTL is how long a handled alert group is remembered at least
 	// (longer when the rule's cooldown is longer): an alert instance acts
 	// once, however long it fires.
@@ -57,8 +54,9 @@ const (
 	recentMax       = 100
 )
 
-// Trigger is the webhook receiver with its guard pipeline, durable state and
-// action trackers. Create it with New; stop it with Close.
+// Trigger is the webhook receiver: config, rules, the targets' clients,
+// the guard pipeline and the HTTP handlers. What it remembers is in its
+// store. Create it with New; stop it with Close.
 type Trigger struct {
 	logger       *slog.Logger
 	now          func() time.Time
@@ -73,37 +71,27 @@ type Trigger struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	cfg     config.TriggerConfig
-	rules   []*rule
-	actors  Actors
-	audit   *auditLog
-	st      *state
-	limiter *rate.Limiter
-	// disarmed says why the state file could not be used; while set the
-	// trigger acts as in dry-run mode and never writes the state file.
-	disarmed string
-	corrupt  corruptCopy
-	// dry-run decisions have their own dedup and cooldown memory (not
-	// persisted) so dry-run shows what armed mode would do without
-	// affecting it once armed.
-	dryDedup     map[string]time.Time
-	dryCooldowns map[cooldownKey]time.Time
-	// pending holds dedup and cooldown keys of decisions between their
-	// first and second look at the state (while target_state reads Veeam),
-	// so concurrent identical notifications stop at dedup.
-	pending        map[string]bool
+	mu    sync.Mutex
+	cfg   config.TriggerConfig
+	rules []*rule
+	// clients holds each target's client by target name; a kind runs on
+	// it if the client has the kind's interface.
+	clients        map[string]any
+	audit          *auditLog
+	store          *store
 	recent         []decision
 	recentOutcomes []outcomeLine
 	closed         bool
 }
 
-// New checks the config, opens the audit log, loads the state file (an
+// New takes a loaded config (config.Load applied the defaults and checked
+// it) and one client per target, by target name: a *vspc.Client,
+// *em.Client or *vbr.Client, or anything with the interface of the kinds
+// that act on the target. It opens the audit log, loads the state file (an
 // unreadable one disarms the trigger instead of failing), registers the
 // metrics and resumes tracking of actions that were sent before a restart.
-func New(cfg config.TriggerConfig, actors Actors, o Options) (*Trigger, error) {
-	applyDefaults(&cfg)
-	rules, err := checkConfig(&cfg, &actors, o.WebhookBasicAuth)
+func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger, error) {
+	rules, err := checkConfig(&cfg, clients, o.WebhookBasicAuth)
 	if err != nil {
 		return nil, err
 	}
@@ -116,10 +104,7 @@ func New(cfg config.TriggerConfig, actors Actors, o Options) (*Trigger, error) {
 		basicAuth:    o.WebhookBasicAuth,
 		cfg:          cfg,
 		rules:        rules,
-		actors:       actors,
-		dryDedup:     map[string]time.Time{},
-		dryCooldowns: map[cooldownKey]time.Time{},
-		pending:      map[string]bool{},
+		clients:      clients,
 	}
 	if t.logger == nil {
 		t.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -150,45 +135,28 @@ func New(cfg config.TriggerConfig, actors Actors, o Options) (*Trigger, error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.st = newState()
+	t.store = newStore(nil)
 	if cfg.StateFile != "" {
-		removeStaleTemps(cfg.StateFile)
-		st, err := loadState(cfg.StateFile)
-		if err != nil {
-			t.disarmLocked(err)
-		} else {
-			t.st = st
-		}
+		t.store.backend = newFileBackend(cfg.StateFile)
 	}
-	t.rebuildLimiterLocked()
+	if err := t.store.load(t.now()); err != nil {
+		t.logDisarmedLocked()
+	}
+	t.store.rebuildLimiter(cfg.RateLimit, t.now())
 	t.resumeLocked()
 	if err := t.reconcileAuditLocked(); err != nil {
 		t.logger.Error("decisions in the audit log could not be checked against the state file", "err", err)
 	}
 	t.logger.Info("trigger started", "rules", len(rules), "dry_run", cfg.DryRun,
-		"armed", t.armedLocked(), "actions_in_flight", len(t.st.actions))
+		"armed", t.armedLocked(), "actions_in_flight", len(t.store.actions))
 	return t, nil
 }
 
-func applyDefaults(cfg *config.TriggerConfig) {
-	if cfg.MaxConcurrent < 1 {
-		cfg.MaxConcurrent = 1
-	}
-	if cfg.RateLimit.Actions < 1 {
-		cfg.RateLimit.Actions = 2
-	}
-	if cfg.RateLimit.Per <= 0 {
-		cfg.RateLimit.Per = model.Duration(time.Hour)
-	}
-	if cfg.ActionTimeout <= 0 {
-		cfg.ActionTimeout = model.Duration(defaultActionTimeout)
-	}
-}
-
-// checkConfig refuses what would make the trigger unsafe; the config loader
-// checks the same, this is the last line.
-func checkConfig(cfg *config.TriggerConfig, actors *Actors, basicAuth bool) ([]*rule, error) {
-	rules, err := compileRules(cfg, actors)
+// checkConfig compiles the rules against the clients. It refuses an armed
+// trigger whose webhook has no authentication, whatever built the config:
+// that one mistake would let anyone who can reach /webhook fail sites over.
+func checkConfig(cfg *config.TriggerConfig, clients map[string]any, basicAuth bool) ([]*rule, error) {
+	rules, err := compileRules(cfg, clients)
 	if err != nil {
 		return nil, err
 	}
@@ -203,21 +171,9 @@ func checkConfig(cfg *config.TriggerConfig, actors *Actors, basicAuth bool) ([]*
 	return rules, nil
 }
 
-// disarmLocked records that the state file cannot be used: a copy is kept,
-// the reason is logged and shown, and the trigger acts as in dry-run mode.
-func (t *Trigger) disarmLocked(err error) {
-	reason := err.Error()
-	path := t.cfg.StateFile
-	if _, statErr := os.Stat(path); statErr == nil {
-		if cp, cpErr := keepCorruptCopy(path, t.now(), &t.corrupt); cpErr != nil {
-			reason += fmt.Sprintf("; could not keep a copy: %v", cpErr)
-		} else {
-			reason += "; a copy is kept at " + cp
-		}
-	}
-	t.disarmed = reason + "; fix or remove the state file and reload"
+func (t *Trigger) logDisarmedLocked() {
 	t.logger.Error("trigger DISARMED: the state file cannot be used, acting as in dry-run mode until it is fixed or removed and the configuration reloaded",
-		"state_file", path, "reason", t.disarmed)
+		"state_file", t.cfg.StateFile, "reason", t.store.disarmed)
 }
 
 // resumeLocked ends or resumes the actions found in the state: decided
@@ -225,7 +181,7 @@ func (t *Trigger) disarmLocked(err error) {
 // reached Veeam and are never repeated; sent ones are tracked again.
 func (t *Trigger) resumeLocked() {
 	var changed bool
-	for _, a := range slices.Clone(t.st.actions) {
+	for _, a := range slices.Clone(t.store.actions) {
 		switch a.Status {
 		case statusDecided:
 			t.finishLocked(a, outcomeAbandoned, "decided but not sent before the exporter stopped; never sent after a restart", false)
@@ -238,7 +194,7 @@ func (t *Trigger) resumeLocked() {
 			t.startLocked(a, true)
 		}
 	}
-	for rule, at := range t.st.lastAction {
+	for rule, at := range t.store.lastAction {
 		t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
 	}
 	if changed {
@@ -246,27 +202,13 @@ func (t *Trigger) resumeLocked() {
 	}
 }
 
-// rebuildLimiterLocked makes the token bucket from the configured rate and
-// the persisted uses, so a restart does not refill it.
-func (t *Trigger) rebuildLimiterLocked() {
-	per := time.Duration(t.cfg.RateLimit.Per)
-	n := t.cfg.RateLimit.Actions
-	lim := rate.NewLimiter(rate.Limit(float64(n)/per.Seconds()), n)
-	now := t.now()
-	for _, u := range t.st.rateUses {
-		if u.Add(per).After(now) && !u.After(now) {
-			lim.AllowN(u, 1)
-		}
-	}
-	t.limiter = lim
-}
-
-// Reload applies a new trigger config and actors, keeping the state. A
+// Reload applies a new loaded config and clients, keeping the state. A
 // disarmed trigger tries its state file again, so that an operator who
-// fixed or removed it gets an armed trigger back. On error nothing changes.
-func (t *Trigger) Reload(cfg config.TriggerConfig, actors Actors) error {
-	applyDefaults(&cfg)
-	rules, err := checkConfig(&cfg, &actors, t.basicAuth)
+// fixed or removed it gets an armed trigger back. The audit log is opened
+// again, so that a log rotated away (logrotate's create) is left. On error
+// nothing changes.
+func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error {
+	rules, err := checkConfig(&cfg, clients, t.basicAuth)
 	if err != nil {
 		return err
 	}
@@ -275,61 +217,50 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, actors Actors) error {
 	if t.closed {
 		return errors.New("trigger is closed")
 	}
-	audit := t.audit
-	if cfg.AuditLog != t.cfg.AuditLog {
-		if audit, err = openAudit(cfg.AuditLog); err != nil {
-			return err
+	audit, err := openAudit(cfg.AuditLog)
+	if err != nil {
+		return err
+	}
+	b := t.store.backend
+	if cfg.StateFile != t.cfg.StateFile {
+		b = nil
+		if cfg.StateFile != "" {
+			b = newFileBackend(cfg.StateFile)
 		}
 	}
-	oldPath := t.cfg.StateFile
-	if t.disarmed == "" && cfg.StateFile != oldPath && cfg.StateFile != "" {
+	if t.store.disarmed == "" && b != t.store.backend && b != nil {
 		// Move the state to the new file now; if it cannot be written the
 		// reload fails and the old file stays in use. An existing file is
 		// not overwritten: it may hold another process's actions.
 		if _, err := os.Stat(cfg.StateFile); !errors.Is(err, fs.ErrNotExist) {
-			if audit != t.audit {
-				_ = audit.close()
-			}
+			_ = audit.close()
 			return fmt.Errorf("state_file changed to %s, which exists (or cannot be checked): restart the exporter to use it, or remove it", cfg.StateFile)
 		}
-		data, err := t.st.marshal()
-		if err == nil {
-			err = writeFileAtomic(cfg.StateFile, data)
-		}
-		if err != nil {
-			if audit != t.audit {
-				_ = audit.close()
-			}
-			return fmt.Errorf("writing state file %s: %w", cfg.StateFile, err)
+		if err := b.Save(t.store.state); err != nil {
+			_ = audit.close()
+			return err
 		}
 	}
-	if audit != t.audit {
-		_ = t.audit.close()
-		t.audit = audit
-	}
-	t.cfg, t.rules, t.actors = cfg, rules, actors
+	_ = t.audit.close()
+	t.audit = audit
+	t.store.backend = b
+	t.cfg, t.rules, t.clients = cfg, rules, clients
 	t.m.initRules(rules)
-	if t.disarmed != "" {
+	if t.store.disarmed != "" {
 		t.retryStateLocked()
 	}
-	t.rebuildLimiterLocked()
+	t.store.rebuildLimiter(cfg.RateLimit, t.now())
 	t.logger.Info("trigger reloaded", "rules", len(rules), "dry_run", cfg.DryRun, "armed", t.armedLocked())
 	return nil
 }
 
 // retryStateLocked loads the state file again after an operator's repair.
 func (t *Trigger) retryStateLocked() {
-	st := newState()
-	if t.cfg.StateFile != "" {
-		var err error
-		if st, err = loadState(t.cfg.StateFile); err != nil {
-			t.disarmLocked(err)
-			return
-		}
+	if err := t.store.load(t.now()); err != nil {
+		t.logDisarmedLocked()
+		return
 	}
 	t.logger.Warn("state file readable again: trigger re-armed as configured", "state_file", t.cfg.StateFile, "dry_run", t.cfg.DryRun)
-	t.disarmed = ""
-	t.st = st
 	t.resumeLocked()
 }
 
@@ -377,18 +308,18 @@ func (t *Trigger) Armed() bool {
 func (t *Trigger) stateError() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.disarmed != ""
+	return t.store.disarmed != ""
 }
 
 func (t *Trigger) armedLocked() bool {
-	return !t.cfg.DryRun && t.disarmed == "" && !t.closed
+	return !t.cfg.DryRun && t.store.disarmed == "" && !t.closed
 }
 
 // dryRunLocked reports whether decisions are dry-run ones now, and why.
 func (t *Trigger) dryRunLocked() (bool, string) {
 	switch {
-	case t.disarmed != "":
-		return true, "disarmed: " + t.disarmed
+	case t.store.disarmed != "":
+		return true, "disarmed: " + t.store.disarmed
 	case t.cfg.DryRun:
 		return true, "dry_run is true"
 	}
@@ -420,33 +351,22 @@ func killSwitch(path string) (bool, string) {
 func (t *Trigger) inFlightCount() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.st.actions)
+	return len(t.store.actions)
 }
 
 func (t *Trigger) tokens() float64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.limiter.TokensAt(t.now())
+	return t.store.limiter.TokensAt(t.now())
 }
 
-// saveLocked writes the state file. It never writes while disarmed: the
-// unreadable file stays as it is for the operator.
+// saveLocked writes the state; a failure is logged and returned.
 func (t *Trigger) saveLocked() error {
-	if t.cfg.StateFile == "" || t.disarmed != "" {
-		return nil
-	}
-	now := t.now()
-	t.st.prune(now, t.keepCooldownLocked, time.Duration(t.cfg.RateLimit.Per))
-	data, err := t.st.marshal()
-	if err == nil {
-		err = writeFileAtomic(t.cfg.StateFile, data)
-	}
+	err := t.store.save(t.now(), t.keepCooldownLocked, time.Duration(t.cfg.RateLimit.Per))
 	if err != nil {
-		err = fmt.Errorf("writing state file %s: %w", t.cfg.StateFile, err)
 		t.logger.Error("state file not written", "err", err)
-		return err
 	}
-	return nil
+	return err
 }
 
 func (t *Trigger) keepCooldownLocked(ruleName string) time.Duration {

@@ -184,7 +184,7 @@ func (t *Trigger) status() statusJSON {
 	s := statusJSON{
 		Armed:          t.armedLocked() && !kill,
 		DryRun:         cfg.DryRun,
-		DisarmedReason: t.disarmed,
+		DisarmedReason: t.store.disarmed,
 		KillSwitch:     killJSON{Path: cfg.KillSwitchFile, Active: kill, Reason: killReason},
 		StateFile:      cfg.StateFile,
 		AuditLog:       cfg.AuditLog,
@@ -193,11 +193,11 @@ func (t *Trigger) status() statusJSON {
 		RateLimit: rateJSON{
 			Actions: cfg.RateLimit.Actions,
 			Per:     time.Duration(cfg.RateLimit.Per).String(),
-			Tokens:  t.limiter.TokensAt(now),
+			Tokens:  t.store.limiter.TokensAt(now),
 		},
 		Rules:          make([]ruleInfo, 0, len(t.rules)),
 		Cooldowns:      []coolJSON{},
-		InFlight:       make([]inFlight, 0, len(t.st.actions)),
+		InFlight:       make([]inFlight, 0, len(t.store.actions)),
 		Recent:         make([]decision, 0, len(t.recent)),
 		RecentOutcomes: make([]outcomeLine, 0, len(t.recentOutcomes)),
 	}
@@ -227,10 +227,10 @@ func (t *Trigger) status() statusJSON {
 				RemainingSeconds: until.Sub(now).Seconds(), DryRun: dry})
 		}
 	}
-	addCool(t.st.cooldowns, false)
-	addCool(t.dryCooldowns, true)
+	addCool(t.store.cooldowns, false)
+	addCool(t.store.dryCooldowns, true)
 	sortCooldowns(s.Cooldowns)
-	for _, a := range t.st.actions {
+	for _, a := range t.store.actions {
 		c := a.clone()
 		s.InFlight = append(s.InFlight, inFlight{actionRecord: c, Handle: c.handle()})
 	}

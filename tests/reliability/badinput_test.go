@@ -42,18 +42,16 @@ func TestBadWebhookInput(t *testing.T) {
 	dir := t.TempDir()
 	stateFile, auditLog := filepath.Join(dir, "state.json"), filepath.Join(dir, "audit.jsonl")
 	const token = "bad-input-token"
-	cfg := config.TriggerConfig{
-		DryRun:             false,
-		WebhookBearerToken: token,
-		StateFile:          stateFile,
-		AuditLog:           auditLog,
-		MaxConcurrent:      2,
-		RateLimit:          config.RateLimit{Actions: 10, Per: model.Duration(time.Hour)},
-		Rules: []config.Rule{{
-			Name: "site-down", Matchers: []string{`alertname="SiteDown"`}, MinAlerts: 1, Cooldown: model.Duration(time.Hour),
-			Action: config.Action{Type: config.ActionVSPCPlanStart, Target: targetName(simulator.APIVSPC), PlanLabel: "plan", Allow: ready},
-		}},
-	}
+	cfg := config.Default().Trigger // trigger.New takes a loaded config
+	cfg.DryRun = false
+	cfg.WebhookBearerToken = token
+	cfg.StateFile, cfg.AuditLog = stateFile, auditLog
+	cfg.MaxConcurrent = 2
+	cfg.RateLimit = config.RateLimit{Actions: 10, Per: model.Duration(time.Hour)}
+	cfg.Rules = []config.Rule{{
+		Name: "site-down", Matchers: []string{`alertname="SiteDown"`}, MinAlerts: 1, Cooldown: model.Duration(time.Hour),
+		Action: config.Action{Type: config.ActionVSPCPlanStart, Target: targetName(simulator.APIVSPC), PlanLabel: "plan", Allow: ready},
+	}}
 	tr, err := trigger.New(cfg, actorsFor(vc), trigger.Options{Registerer: prometheus.NewRegistry(), PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

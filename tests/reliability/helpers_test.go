@@ -24,9 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
-	"github.com/veeam-failover/veeam_failover_exporter/internal/actors"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
-	"github.com/veeam-failover/veeam_failover_exporter/trigger"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
@@ -181,17 +179,17 @@ func (c *targetClient) collectorTarget() collector.Target {
 	return ct
 }
 
-// actorsFor gives the trigger the clients, through main's adapters.
-func actorsFor(cs ...*targetClient) trigger.Actors {
-	a := trigger.Actors{VSPC: map[string]trigger.VSPCActor{}, EM: map[string]trigger.EMActor{}, VBR: map[string]trigger.VBRActor{}}
+// actorsFor gives the trigger the clients, one per target.
+func actorsFor(cs ...*targetClient) map[string]any {
+	a := map[string]any{}
 	for _, c := range cs {
 		switch {
 		case c.vspc != nil:
-			a.VSPC[c.name] = actors.VSPC{Client: c.vspc}
+			a[c.name] = c.vspc
 		case c.em != nil:
-			a.EM[c.name] = actors.EM{Client: c.em}
+			a[c.name] = c.em
 		case c.vbr != nil:
-			a.VBR[c.name] = actors.VBR{Client: c.vbr}
+			a[c.name] = c.vbr
 		}
 	}
 	return a

@@ -109,19 +109,17 @@ func soak(t *testing.T, scrapes int) (before, after uint64) {
 		replicas = append(replicas, r.Name)
 	}
 	dir := t.TempDir()
-	cfg := config.TriggerConfig{
-		DryRun:    true,
-		StateFile: filepath.Join(dir, "state.json"),
-		AuditLog:  filepath.Join(dir, "audit.jsonl"),
-		RateLimit: config.RateLimit{Actions: 1000, Per: model.Duration(time.Hour)},
-		Rules: []config.Rule{
-			{Name: "site-a", Matchers: []string{`alertname="SiteDown"`, `site="a"`}, MinAlerts: 1,
-				Action: config.Action{Type: config.ActionVSPCPlanStart, Target: targetName(simulator.APIVSPC), Plan: plan}},
-			{Name: "em-down", Matchers: []string{`alertname="EMDown"`}, MinAlerts: 1,
-				Action: config.Action{Type: config.ActionEMPlanStart, Target: targetName(simulator.APIEM), Plan: emPlan}},
-			{Name: "vm-down", Matchers: []string{`alertname="VMDown"`}, MinAlerts: 1,
-				Action: config.Action{Type: config.ActionVBRFailover, Target: targetName(simulator.APIVBR), ReplicaLabel: "replica", Allow: replicas}},
-		},
+	cfg := config.Default().Trigger // trigger.New takes a loaded config
+	cfg.StateFile = filepath.Join(dir, "state.json")
+	cfg.AuditLog = filepath.Join(dir, "audit.jsonl")
+	cfg.RateLimit = config.RateLimit{Actions: 1000, Per: model.Duration(time.Hour)}
+	cfg.Rules = []config.Rule{
+		{Name: "site-a", Matchers: []string{`alertname="SiteDown"`, `site="a"`}, MinAlerts: 1,
+			Action: config.Action{Type: config.ActionVSPCPlanStart, Target: targetName(simulator.APIVSPC), Plan: plan}},
+		{Name: "em-down", Matchers: []string{`alertname="EMDown"`}, MinAlerts: 1,
+			Action: config.Action{Type: config.ActionEMPlanStart, Target: targetName(simulator.APIEM), Plan: emPlan}},
+		{Name: "vm-down", Matchers: []string{`alertname="VMDown"`}, MinAlerts: 1,
+			Action: config.Action{Type: config.ActionVBRFailover, Target: targetName(simulator.APIVBR), ReplicaLabel: "replica", Allow: replicas}},
 	}
 	tr, err := trigger.New(cfg, actorsFor(clients...), trigger.Options{
 		Logger: quiet, Registerer: prometheus.NewRegistry(), PollInterval: 100 * time.Millisecond, CheckTimeout: 2 * time.Second,

@@ -1,0 +1,250 @@
+package trigger
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// A stage is one guard of the pipeline (DESIGN.md "The guard pipeline").
+// The stages are declared once, in order, in pipeline; the decision, the
+// veeam_trigger_blocked_total series, /trigger and --trigger.test-payload
+// all walk that list. A stage is one of:
+//
+//   - an alert stage, which looks at one alert and its rule (nil when no
+//     rule matches) and runs before alerts are grouped;
+//   - a group stage, which looks at the alerts of one rule and object:
+//     pure (nothing but the rule and the alerts), state (the trigger's
+//     memory, under its mutex) and live (reads the target, without the
+//     mutex). A stage may have a state and a live part.
+//
+// A live read takes time; the state stages before it are checked before the
+// read (with their keys reserved) and all state stages again after it.
+type stage struct {
+	name string
+	// noRule: the stage can stop alerts that no rule matches.
+	noRule bool
+	alert  func(c *alertCheck) string
+	pure   func(e *evaluation) string
+	state  func(t *Trigger, e *evaluation) string
+	live   func(ctx context.Context, t *Trigger, e *evaluation) string
+	// dryRun: stopping here is the dry-run verdict, not a block.
+	dryRun bool
+}
+
+// Guards, in pipeline order.
+const (
+	guardKillSwitch  = "kill_switch"
+	guardMatch       = "match"
+	guardResolved    = "resolved"
+	guardFor         = "for"
+	guardQuorum      = "quorum"
+	guardAllow       = "allow"
+	guardDedup       = "dedup"
+	guardCooldown    = "cooldown"
+	guardTargetState = "target_state"
+	guardRateLimit   = "rate_limit"
+	guardConcurrency = "concurrency"
+	guardDryRun      = "dry_run"
+)
+
+// pipeline is the guard order.
+var pipeline = []stage{
+	{name: guardKillSwitch, noRule: true, alert: func(c *alertCheck) string {
+		if c.kill {
+			return c.killReason
+		}
+		return ""
+	}},
+	{name: guardMatch, noRule: true, alert: func(c *alertCheck) string {
+		if c.rule == nil {
+			return "no rule matches"
+		}
+		return ""
+	}},
+	{name: guardResolved, alert: func(c *alertCheck) string {
+		if c.a.Status != statusFiring {
+			return "the alert is resolved; only firing alerts act"
+		}
+		return ""
+	}},
+	{name: guardFor, alert: func(c *alertCheck) string {
+		if c.rule.forDur > 0 && c.now.Sub(c.a.StartsAt) < c.rule.forDur {
+			return fmt.Sprintf("firing for less than %s", c.rule.forDur)
+		}
+		return ""
+	}},
+	{name: guardQuorum, pure: func(e *evaluation) string {
+		_, reason := e.g.quorum()
+		return reason
+	}},
+	{name: guardAllow, pure: func(e *evaluation) string {
+		_, reason := e.g.rule.allowed(e.g.object)
+		return reason
+	}},
+	{name: guardDedup, state: func(t *Trigger, e *evaluation) string {
+		dry, _ := t.dryRunLocked()
+		return t.store.dedupReason(e.keys, e.now, dry)
+	}},
+	{name: guardCooldown, state: func(t *Trigger, e *evaluation) string {
+		dry, _ := t.dryRunLocked()
+		return t.store.cooldownReason(e.g.rule.cooldown, e.ck, e.now, dry)
+	}},
+	{name: guardTargetState, live: func(ctx context.Context, t *Trigger, e *evaluation) string {
+		return t.checkTarget(ctx, e)
+	}, state: func(t *Trigger, e *evaluation) string {
+		return t.conflictLocked(e.g.rule, e.res)
+	}},
+	{name: guardRateLimit, state: func(t *Trigger, e *evaluation) string {
+		if tokens := t.store.limiter.TokensAt(e.now); tokens < 1 {
+			return fmt.Sprintf("rate limit of %d actions per %s reached (%.2f tokens)",
+				t.cfg.RateLimit.Actions, time.Duration(t.cfg.RateLimit.Per), tokens)
+		}
+		return ""
+	}},
+	{name: guardConcurrency, state: func(t *Trigger, e *evaluation) string {
+		if n := len(t.store.actions); n >= t.cfg.MaxConcurrent {
+			return fmt.Sprintf("%d actions in flight, max_concurrent is %d", n, t.cfg.MaxConcurrent)
+		}
+		return ""
+	}},
+	{name: guardDryRun, dryRun: true, state: func(t *Trigger, _ *evaluation) string {
+		_, why := t.dryRunLocked()
+		return why
+	}},
+}
+
+// alertCheck is what an alert stage looks at.
+type alertCheck struct {
+	a          *alert
+	rule       *rule // nil: no rule matches
+	now        time.Time
+	kill       bool
+	killReason string
+}
+
+// evaluation is what the group stages look at: one rule and object over the
+// alerts of one notification that passed the alert stages.
+type evaluation struct {
+	p    *payload
+	g    *alertGroup
+	now  time.Time
+	keys []string // dedup keys
+	ck   cooldownKey
+	res  resolved // set by target_state's live part
+}
+
+// firstAlertStop runs the alert stages on one alert; it returns the stage
+// that stops it, or nil.
+func firstAlertStop(c *alertCheck) (*stage, string) {
+	for i := range pipeline {
+		s := &pipeline[i]
+		if s.alert == nil || (c.rule == nil && !s.noRule) {
+			continue
+		}
+		if reason := s.alert(c); reason != "" {
+			return s, reason
+		}
+	}
+	return nil, ""
+}
+
+// groupStages returns the group stages of kind has (pure, state or live).
+func groupStages(has func(s *stage) bool) []*stage {
+	var out []*stage
+	for i := range pipeline {
+		if s := &pipeline[i]; s.alert == nil && has(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// offlineStages are the stages --trigger.test-payload cannot run: they
+// read the running trigger's memory or the target.
+func offlineStages() []string {
+	var out []string
+	for _, s := range groupStages(func(s *stage) bool { return (s.state != nil || s.live != nil) && !s.dryRun }) {
+		out = append(out, s.name)
+	}
+	return out
+}
+
+// onlineStages are the stages --trigger.test-payload runs as the webhook
+// does: the alert stages and the pure ones.
+func onlineStages() []string {
+	var out []string
+	for _, s := range pipeline {
+		if s.alert != nil || s.pure != nil {
+			out = append(out, s.name)
+		}
+	}
+	return out
+}
+
+// firstStateStop runs the state stages of stages in order, under t.mu.
+func (t *Trigger) firstStateStop(e *evaluation, stages []*stage) (*stage, string) {
+	for _, s := range stages {
+		if s.state == nil {
+			continue
+		}
+		if reason := s.state(t, e); reason != "" {
+			return s, reason
+		}
+	}
+	return nil, ""
+}
+
+// beforeLive are the group stages up to the first one with a live part.
+func beforeLive() []*stage {
+	var out []*stage
+	for _, s := range groupStages(func(*stage) bool { return true }) {
+		if s.live != nil {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// checkTarget is the target_state guard's live part: it reads the target and
+// says why it is not in a state to accept the call ("" when it is). It calls
+// nothing that changes anything.
+func (t *Trigger) checkTarget(ctx context.Context, e *evaluation) string {
+	t.mu.Lock()
+	clients := t.clients
+	t.mu.Unlock()
+	r := e.g.rule
+	c, err := r.kind.clientFor(clients, r.action.Target)
+	if err != nil {
+		return err.Error()
+	}
+	var reason string
+	e.res, reason = r.kind.resolve(ctx, c, &r.action, e.g.object)
+	return reason
+}
+
+// conflictLocked is target_state's look at our own state: the trigger does
+// not act on a plan, CDP VM or restore point it has an action in flight on
+// (EM has no plan status; this is how "no task of ours still running" is
+// known).
+func (t *Trigger) conflictLocked(r *rule, res resolved) string {
+	for _, a := range t.store.actions {
+		if a.Target != r.action.Target {
+			continue
+		}
+		switch {
+		case res.planID != "" && a.PlanID == res.planID:
+			return fmt.Sprintf("action %s (%s, rule %s) on plan %s is still %s", a.RequestID, a.Action, a.Rule, res.planID, a.Status)
+		case res.vm != "" && a.CdpReplica == res.cdpReplica && a.VM == res.vm:
+			return fmt.Sprintf("action %s (%s, rule %s) on CDP VM %s is still %s", a.RequestID, a.Action, a.Rule, res.vm, a.Status)
+		}
+		for _, p := range res.pointIDs {
+			if slices.Contains(a.PointIDs, p) {
+				return fmt.Sprintf("action %s (%s, rule %s) on restore point %s is still %s", a.RequestID, a.Action, a.Rule, p, a.Status)
+			}
+		}
+	}
+	return ""
+}
