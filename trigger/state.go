@@ -41,9 +41,20 @@ const (
 	outcomeFailed    = "failed"
 	outcomeTimeout   = "timeout"
 	outcomeAbandoned = "abandoned"
+	// outcomeSubmitted: Veeam took the request and no API gives a
+	// completion signal; never counted as success.
+	outcomeSubmitted = "submitted"
+	// outcomeUncertain: maybe done; the answer was lost or was an error
+	// after the call, and the tracked state could not settle it in time.
+	outcomeUncertain = "uncertain"
+	// outcomeExpired and outcomeRejected end an approval not given in time,
+	// or refused.
+	outcomeExpired  = "expired"
+	outcomeRejected = "rejected"
 )
 
-var outcomes = []string{outcomeSuccess, outcomeWarning, outcomeFailed, outcomeTimeout, outcomeAbandoned}
+var outcomes = []string{outcomeSuccess, outcomeWarning, outcomeFailed, outcomeTimeout, outcomeAbandoned,
+	outcomeSubmitted, outcomeUncertain, outcomeExpired, outcomeRejected}
 
 // actionRecord is one decided action, from decision to outcome.
 type actionRecord struct {
@@ -56,6 +67,10 @@ type actionRecord struct {
 	StartsAt  time.Time `json:"starts_at"`
 	Alerts    []string  `json:"alerts"`
 	Status    string    `json:"status"`
+	// Unsent marks an action known not to have reached Veeam (refused
+	// unprocessed, or never sent): ending it releases its cooldown, dedup
+	// keys and rate token.
+	Unsent    bool      `json:"unsent,omitempty"`
 	DecidedAt time.Time `json:"decided_at"`
 	SendingAt time.Time `json:"sending_at,omitzero"`
 	SentAt    time.Time `json:"sent_at,omitzero"`
