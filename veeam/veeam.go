@@ -88,13 +88,36 @@ type FailoverPlanObject struct {
 	Name           string
 	HostName       string
 	BackupServerID string
-	// RestoreStatus is the restore session's backupStatus
-	// (Running|Success|Warning|Failed|Unknown); empty when there is none.
+	// RestoreStatus is the backupStatus of the VM's last *failover
+	// session* (Running|Success|Warning|Failed|Unknown), not its recovery
+	// point (see RecoveryPoint); empty when there is none: the VM's plan
+	// never ran (restoreSession null, or an object of nulls), and then the
+	// other Restore* fields are empty too.
 	RestoreStatus    string
 	RestorePointID   string
 	RestorePointTime time.Time // zero when unknown
 	RestoreStartTime time.Time
 	RestoreEndTime   time.Time
+	// ProtectedVMID is restoreSession.instanceUid ("UID assigned to a
+	// protected VM" [C]); empty without a session.
+	ProtectedVMID string
+}
+
+// RecoveryPoint is what a VM would fail over to now: the newest restore
+// point of its replication chains (VSPC protectedWorkloads backups with
+// backupType Replication).
+type RecoveryPoint struct {
+	// VMID is virtualMachineUid, the join key to a plan object's ID.
+	VMID           string
+	BackupServerID string
+	// JobID and BackupID are the replication job and chain of the newest
+	// point.
+	JobID    string
+	BackupID string
+	// Time is latestRestorePointDate of that chain.
+	Time time.Time
+	// RestorePoints counts the points of that chain.
+	RestorePoints int
 }
 
 // CloudFailoverSession is an EM cloud failover session (last 30 days).

@@ -362,8 +362,15 @@ func TestFailoverNeverRetriedBlindly(t *testing.T) {
 		t.Errorf("%d failovers executed", n)
 	}
 
-	// A 401 means not executed: one new login, one resend, one failover.
+	// A 401 on the action is returned, never resent (it may come after
+	// the server acted, issue 17); the next call logs in again.
 	s.SetFault(simulator.APIVBR, simulator.Fault{ExpireAuth: true, PathPrefix: path})
+	if _, err := c.Failover(ctx, FailoverNow, []string{p.ID}, ""); !veeam.IsUnauthorized(err) {
+		t.Fatalf("401 on the action: %v", err)
+	}
+	if n := s.VBRFailovers(p.ID); n != 0 {
+		t.Errorf("%d failovers after a refused 401, want 0", n)
+	}
 	if _, err := c.Failover(ctx, FailoverNow, []string{p.ID}, ""); err != nil {
 		t.Fatal(err)
 	}

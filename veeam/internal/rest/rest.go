@@ -30,9 +30,10 @@ type Conn struct {
 	SetAuth func(http.Header, *veeam.Credential)
 	// ParseError builds the API's typed error for a non-2xx answer.
 	ParseError func(method, path string, r *veeam.Response) error
-	// CheckRead, when set, may refuse a successful read before it is
-	// decoded (VSPC answering a read with 202).
-	CheckRead func(path string, r *veeam.Response) error
+	// FollowRead, when set, may replace a successful read's response
+	// before it is decoded (VSPC answering a read with 202: poll the async
+	// action, then read its result), or refuse it.
+	FollowRead func(ctx context.Context, path string, r *veeam.Response) (*veeam.Response, error)
 
 	closed atomic.Bool
 }
@@ -94,8 +95,8 @@ func Get[T any](ctx context.Context, c *Conn, path string, q url.Values, dec fun
 	if err != nil {
 		return zero, err
 	}
-	if c.CheckRead != nil {
-		if err := c.CheckRead(path, resp); err != nil {
+	if c.FollowRead != nil {
+		if resp, err = c.FollowRead(ctx, path, resp); err != nil {
 			return zero, err
 		}
 	}
