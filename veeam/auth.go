@@ -22,6 +22,9 @@ type Credential struct {
 	Lifetime time.Duration
 	// SessionID identifies a logon session to end on Close (EM).
 	SessionID string
+	// Generation numbers the client's logins (EM: 1 for the first logon
+	// session, 2 for the next, ...); 0 when the client does not count.
+	Generation uint64
 }
 
 // AuthConfig configures an Auth.

@@ -62,6 +62,13 @@ func (c *Conn) Close(ctx context.Context, logout func(context.Context, *veeam.Cr
 // goes out as X-Request-id and allows one resend after a connection error
 // (VSPC deduplicates on it); without one, actions are sent once.
 func (c *Conn) Call(ctx context.Context, method, path string, q url.Values, body []byte, requestID string) (*veeam.Response, error) {
+	return c.CallAs(ctx, method, path, q, body, requestID, nil)
+}
+
+// CallAs is Call that also reports the credential the answer was given
+// to (used, when not nil, is called for each attempt; the last call
+// counts): EM tasks belong to the logon session that created them.
+func (c *Conn) CallAs(ctx context.Context, method, path string, q url.Values, body []byte, requestID string, used func(*veeam.Credential)) (*veeam.Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("target %q: %w", c.Name, veeam.ErrClosed)
 	}
@@ -78,7 +85,14 @@ func (c *Conn) Call(ctx context.Context, method, path string, q url.Values, body
 		}
 	}
 	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
-	resp, err := c.T.DoAuth(ctx, c.Auth, req, c.SetAuth, nil)
+	set := c.SetAuth
+	if used != nil {
+		set = func(h http.Header, cr *veeam.Credential) {
+			c.SetAuth(h, cr)
+			used(cr)
+		}
+	}
+	resp, err := c.T.DoAuth(ctx, c.Auth, req, set, nil)
 	if err != nil {
 		return nil, err
 	}
