@@ -172,12 +172,6 @@ func (c *Client) Close(ctx context.Context) error {
 	})
 }
 
-// call is one API request with the logon session (401 → one new logon and
-// one resend), retries for reads and typed errors.
-func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte) (*veeam.Response, error) {
-	return c.conn.Call(ctx, method, path, q, body, "")
-}
-
 func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {
 	return rest.Get(ctx, c.conn, path, q, dec)
 }
