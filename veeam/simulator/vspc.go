@@ -48,6 +48,11 @@ type VSPCOptions struct {
 	// /protectedWorkloads with 202 and the Location of an async action
 	// holding the real answer (allowed by the spec [C], rare [I]).
 	AsyncReads bool
+	// RefuseTestOnLocal answers start?test=true on a Local plan with 400:
+	// only cloud failover plans can be tested [C: VSPCUG], but what the REST
+	// API does with test=true on a Local plan is [?]. Off, it runs like a
+	// normal start.
+	RefuseTestOnLocal bool
 	// MFA makes the password grant answer with an mfa_token and no
 	// access_token, as for a user with multi-factor authentication [C].
 	MFA bool
@@ -1251,6 +1256,10 @@ func (a *vspcAPI) start(req *vspcRequest, p *vspcPlan, as *vspcAsync) vspcResp {
 	}
 	if p.status != vspcReady {
 		return errMsg(http.StatusConflict, "Failover plan '%s' cannot be started: its status is %s.", p.name, p.status)
+	}
+	if test && p.typ == "Local" && a.o.VSPC.RefuseTestOnLocal {
+		return errResp(http.StatusBadRequest, responseError{
+			Message: "Failover plan '" + p.name + "' cannot be tested: only cloud failover plans can be tested.", ParameterName: "test"})
 	}
 	a.starts[p.uid.b]++
 	act := a.begin(req.now, p, false)

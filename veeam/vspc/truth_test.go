@@ -293,3 +293,73 @@ func TestForbiddenNamesTheRole(t *testing.T) {
 		t.Fatal("secret in error")
 	}
 }
+
+// Issue 17 faults on VSPC's start POST; the counters say how often VSPC
+// really started the plan.
+func TestActionFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		fault   simulator.Fault
+		status  int // 0: no error
+		started int
+		posts   int
+	}{
+		{"520 after the start", simulator.Fault{Status: 500, AfterAction: true}, 520, 1, 1},
+		// The 401 is followed by one new login and a resend with the same
+		// X-Request-id, which VSPC answers from its idempotency store.
+		{"401 after the start", simulator.Fault{Status: 401, AfterAction: true}, 0, 1, 2},
+		{"520 before processing", simulator.Fault{Status: 500}, 520, 0, 1},
+		{"429 with retryAfter", simulator.Fault{Status: 429, RetryAfter: 9}, 429, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := simtest.Start(t, simulator.Options{Seed: 9})
+			c := newTestClient(t, clientOptions(s), nil)
+			plan := readyPlan(t, s)
+			tc.fault.Method, tc.fault.Count = http.MethodPost, 1
+			tc.fault.PathPrefix = APIRoot + "/infrastructure"
+			s.SetFault(simulator.APIVSPC, tc.fault)
+			_, err := c.StartFailoverPlan(t.Context(), plan, StartOptions{}, uuid.NewString())
+			if veeam.StatusCode(err) != tc.status || (tc.status == 0) != (err == nil) {
+				t.Fatalf("%v, want status %d", err, tc.status)
+			}
+			if tc.status == 429 {
+				var e *Error
+				if !errors.As(err, &e) || e.RetryAfter != 9*time.Second {
+					t.Errorf("retry after: %v", err)
+				}
+			}
+			simtest.Settle(s, simulator.APIVSPC)
+			if n := count(s, http.MethodPost, "/infrastructure/backupServers/failoverplans/"+plan+"/start"); n != tc.posts {
+				t.Errorf("%d start requests, want %d", n, tc.posts)
+			}
+			if n := s.VSPCPlanStarts(plan); n != tc.started {
+				t.Errorf("%d starts carried out, want %d", n, tc.started)
+			}
+		})
+	}
+}
+
+// What VSPC does with test=true on a Local plan is unknown: both ways.
+func TestTestStartOfALocalPlan(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		s := simtest.Start(t, simulator.Options{Seed: 9, VSPC: simulator.VSPCOptions{RefuseTestOnLocal: refuse}})
+		c := newTestClient(t, clientOptions(s), nil)
+		var plan string
+		for _, p := range s.Estate().VSPC.Plans {
+			if p.Status == "Ready" && p.Type == "Local" {
+				plan = p.InstanceUID
+				break
+			}
+		}
+		if plan == "" {
+			t.Fatal("no Ready Local plan")
+		}
+		_, err := c.StartFailoverPlan(t.Context(), plan, StartOptions{Test: true}, uuid.NewString())
+		if refuse != (veeam.StatusCode(err) == http.StatusBadRequest) || (!refuse && err != nil) {
+			t.Fatalf("refuse %v: %v", refuse, err)
+		}
+		if n := s.VSPCPlanStarts(plan); (n == 1) == refuse {
+			t.Errorf("refuse %v: %d starts", refuse, n)
+		}
+	}
+}
