@@ -22,6 +22,9 @@ type Credential struct {
 	Lifetime time.Duration
 	// SessionID identifies a logon session to end on Close (EM).
 	SessionID string
+	// Generation numbers the client's logins (EM: 1 for the first logon
+	// session, 2 for the next, ...); 0 when the client does not count.
+	Generation uint64
 }
 
 // AuthConfig configures an Auth.
@@ -202,8 +205,9 @@ func (a *Auth) Take() *Credential {
 
 // DoAuth sends req with a credential from a (set onto the request headers by
 // set) and, when the server answers 401, drops that credential, obtains a
-// new one (one login shared by all callers) and sends req once more. A 401
-// means the server did not act, so this is safe for POSTs too. unauthorized
+// new one (one login shared by all callers) and sends req once more, except
+// for RetryNever requests (actions without an idempotency key), which are
+// never resent: a 401 may come after the server acted (issue 17). unauthorized
 // decides what counts as "credential rejected"; nil means status 401.
 func (t *Transport) DoAuth(ctx context.Context, a *Auth, req *Request, set func(h http.Header, c *Credential), unauthorized func(*Response) bool) (*Response, error) {
 	if unauthorized == nil {
@@ -225,8 +229,15 @@ func (t *Transport) DoAuth(ctx context.Context, a *Auth, req *Request, set func(
 			return nil, err
 		}
 		if attempt == 0 && unauthorized(resp) {
-			t.logger.Debug("credential rejected, authenticating again", "target", t.name, "method", req.Method, "path", req.Path)
 			a.Invalidate(c)
+			if req.Retry == RetryNever {
+				// An action without an idempotency key: the 401 may have
+				// come after Veeam carried it out, so it is never sent
+				// twice. The next call logs in again; the caller tracks.
+				t.logger.Debug("credential rejected on an action; not resending", "target", t.name, "method", req.Method, "path", req.Path)
+				return resp, nil
+			}
+			t.logger.Debug("credential rejected, authenticating again", "target", t.name, "method", req.Method, "path", req.Path)
 			continue
 		}
 		return resp, nil

@@ -181,7 +181,14 @@ func TestDoAuthReauthenticatesOnce(t *testing.T) {
 		}
 	}
 	valid.Store("login-2") // the server forgot login-1
+	// An action without an idempotency key is not resent after a 401 (it
+	// may have been carried out), but the next call logs in again.
+	s.requests.Store(0)
 	resp, err := tr.DoAuth(t.Context(), a, &Request{Method: "POST", Path: "/", Retry: RetryNever}, set, nil)
+	if err != nil || resp.Status != 401 || s.requests.Load() != 1 {
+		t.Fatalf("action after expiry: %v %v, %d requests", resp, err, s.requests.Load())
+	}
+	resp, err = tr.DoAuth(t.Context(), a, &Request{Method: "POST", Path: "/", Retry: RetryNever}, set, nil)
 	if err != nil || resp.Status != 200 {
 		t.Fatalf("after expiry: %v %v", resp, err)
 	}

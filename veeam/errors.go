@@ -109,3 +109,38 @@ func UnparsedBody(r *Response) string {
 	}
 	return fmt.Sprintf("%s (unparsed %s body, %d bytes)", s, ct, len(r.Body))
 }
+
+// ErrNotFound matches (with errors.Is) any API answer of 404: an object that
+// is gone, or a VSPC async action whose result VSPC no longer keeps (5
+// minutes after success, 1 hour after failure). A tracker that gets it
+// stops polling and follows the object's own state instead.
+var ErrNotFound = errors.New("not found")
+
+// ErrMFARequired is a VSPC password login answered with an mfa_token
+// instead of an access token: the account has multi-factor authentication.
+var ErrMFARequired = errors.New("this account requires MFA; use an API key")
+
+// Roles a 403 names, per API: the least role that both reads and acts. They
+// come from Veeam's documents (veeam-api.md §1.9, §2.11, §6.2).
+const (
+	RoleHintVSPC = "needs a VSPC role that may start and undo failover plans (Portal Administrator, Site Administrator, Portal Operator, or Company Owner/Administrator) and a login or API key that is not read-only"
+	RoleHintEM   = "needs the Enterprise Manager role Portal Administrator, or VM Restore Operator for failover plans and CDP failover"
+	RoleHintVBR  = "needs the B&R role Veeam Backup Administrator or Veeam Restore Operator (Backup Viewer cannot read replicas)"
+)
+
+// MatchStatus is the Is method of the typed API errors: ErrNotFound
+// matches a 404.
+func MatchStatus(status int, target error) bool {
+	return target == ErrNotFound && status == http.StatusNotFound
+}
+
+// WithRoleHint adds the missing role to a 403's detail.
+func WithRoleHint(status int, detail, hint string) string {
+	if status != http.StatusForbidden {
+		return detail
+	}
+	if detail == "" {
+		return hint
+	}
+	return detail + "; " + hint
+}

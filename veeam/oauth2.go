@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -31,9 +32,13 @@ func (t *Transport) OAuth2Token(ctx context.Context, path string, header http.He
 		AccessToken  string `json:"access_token"`
 		RefreshToken string `json:"refresh_token"`
 		ExpiresIn    int64  `json:"expires_in"`
+		MFAToken     string `json:"mfa_token"`
 	}
 	if err := json.Unmarshal(resp.Body, &answer); err != nil {
 		return nil, &DecodeError{Target: t.name, Method: http.MethodPost, Path: path, Err: err}
+	}
+	if answer.AccessToken == "" && answer.MFAToken != "" {
+		return nil, fmt.Errorf("target %q: %w", t.name, ErrMFARequired)
 	}
 	if answer.AccessToken == "" {
 		return nil, &DecodeError{Target: t.name, Method: http.MethodPost, Path: path, Err: errors.New("no access_token in answer")}

@@ -88,13 +88,36 @@ type FailoverPlanObject struct {
 	Name           string
 	HostName       string
 	BackupServerID string
-	// RestoreStatus is the restore session's backupStatus
-	// (Running|Success|Warning|Failed|Unknown); empty when there is none.
+	// RestoreStatus is the backupStatus of the VM's last *failover
+	// session* (Running|Success|Warning|Failed|Unknown), not its recovery
+	// point (see RecoveryPoint); empty when there is none: the VM's plan
+	// never ran (restoreSession null, or an object of nulls), and then the
+	// other Restore* fields are empty too.
 	RestoreStatus    string
 	RestorePointID   string
 	RestorePointTime time.Time // zero when unknown
 	RestoreStartTime time.Time
 	RestoreEndTime   time.Time
+	// ProtectedVMID is restoreSession.instanceUid ("UID assigned to a
+	// protected VM" [C]); empty without a session.
+	ProtectedVMID string
+}
+
+// RecoveryPoint is what a VM would fail over to now: the newest restore
+// point of its replication chains (VSPC protectedWorkloads backups with
+// backupType Replication).
+type RecoveryPoint struct {
+	// VMID is virtualMachineUid, the join key to a plan object's ID.
+	VMID           string
+	BackupServerID string
+	// JobID and BackupID are the replication job and chain of the newest
+	// point.
+	JobID    string
+	BackupID string
+	// Time is latestRestorePointDate of that chain.
+	Time time.Time
+	// RestorePoints counts the points of that chain.
+	RestorePoints int
 }
 
 // CloudFailoverSession is an EM cloud failover session (last 30 days).
@@ -160,11 +183,38 @@ type Task struct {
 	ID        string // task-N
 	State     string // Running|OperationFinished|Finished
 	Operation string
-	// Success and Message are set once the task carries a Result.
+	// Success and Message are set once the task carries a Result. A
+	// finished task only says that EM took the request ("Ok", "... triggered
+	// to start"), not that the failover succeeded.
 	HasResult bool
 	Success   bool
 	Message   string
+	// RestoreSessionID is the restore session a finished CDP failover task
+	// links to (Rel="Related", Type="RestoreSession"): the failover's own
+	// State and Result are there (em.Client.GetRestoreSession).
+	RestoreSessionID string
+	// LogonGeneration is the client's logon session that created the task
+	// (set by the acting calls, 0 on reads). EM shows a task only to that
+	// session: once em.Client.LogonGeneration() is past it, the task is
+	// gone for good.
+	LogonGeneration uint64
 }
+
+// RestoreSession is an EM restore session (the real run of a CDP
+// failover).
+type RestoreSession struct {
+	ID             string
+	Name           string
+	State          string // Starting|Working|Stopping|Stopped
+	Result         string // None while running; Success|Warning|Failed when Stopped
+	Progress       int
+	CreationTime   time.Time
+	EndTime        time.Time // zero while running
+	FailureMessage string
+}
+
+// Finished reports whether the session stopped (its Result is final).
+func (s RestoreSession) Finished() bool { return s.State == "Stopped" }
 
 // Finished reports whether EM finished the task (OperationFinished counts:
 // the backup server is done, EM only has not collected the data yet).

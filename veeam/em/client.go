@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -59,6 +60,8 @@ type Client struct {
 	opts   veeam.ClientOptions
 	format Format
 	conn   *rest.Conn
+	// gen counts successful logons (LogonGeneration).
+	gen atomic.Uint64
 }
 
 // New returns a client for o. It does not contact the server: the first call
@@ -135,8 +138,15 @@ func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
 		// The session works without it; only the logout on Close needs it.
 		c.t.Logger().Debug("cannot read logon session id", "target", c.name, "err", err)
 	}
-	return &veeam.Credential{Token: token, SessionID: id}, nil
+	return &veeam.Credential{Token: token, SessionID: id, Generation: c.gen.Add(1)}, nil
 }
+
+// LogonGeneration counts the client's logon sessions so far (0 before the
+// first). EM tasks are visible only to the logon session that created them
+// [C: EMDOC tasks_intro]: a task whose Task.LogonGeneration is below this
+// can no longer be read, whatever it did, so an action tracking it should
+// end (abandoned) at once rather than time out.
+func (c *Client) LogonGeneration() uint64 { return c.gen.Load() }
 
 func setSession(h http.Header, cr *veeam.Credential) { h.Set(sessionHeader, cr.Token) }
 
@@ -160,12 +170,6 @@ func (c *Client) Close(ctx context.Context) error {
 		}
 		return nil
 	})
-}
-
-// call is one API request with the logon session (401 → one new logon and
-// one resend), retries for reads and typed errors.
-func (c *Client) call(ctx context.Context, method, path string, q url.Values, body []byte) (*veeam.Response, error) {
-	return c.conn.Call(ctx, method, path, q, body, "")
 }
 
 func get[T any](ctx context.Context, c *Client, path string, q url.Values, dec func([]byte) (T, error)) (T, error) {

@@ -18,11 +18,14 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return veeam.FormatAPIError(e.Target, e.Method, e.Path, e.Status, e.Message)
+	return veeam.FormatAPIError(e.Target, e.Method, e.Path, e.Status, veeam.WithRoleHint(e.Status, e.Message, veeam.RoleHintEM))
 }
 
 // HTTPStatus implements veeam.StatusError.
 func (e *Error) HTTPStatus() int { return e.Status }
+
+// Is makes errors.Is(err, veeam.ErrNotFound) true for a 404.
+func (e *Error) Is(target error) bool { return veeam.MatchStatus(e.Status, target) }
 
 func parseError(target, method, path string, r *veeam.Response) *Error {
 	e := &Error{Target: target, Method: method, Path: path, Status: r.Status}

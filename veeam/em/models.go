@@ -274,12 +274,40 @@ func (l *sessionList) UnmarshalJSON(d []byte) (err error) {
 	return err
 }
 
+// restoreEntity is RestoreSessionEntityType (the members used).
+type restoreEntity struct {
+	UID             string `xml:"UID,attr" json:"UID"`
+	Name            string `xml:"Name,attr" json:"Name"`
+	Href            string `xml:"Href,attr" json:"Href"`
+	CreationTimeUTC string `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
+	EndTimeUTC      string `xml:"EndTimeUTC" json:"EndTimeUTC"`
+	State           string `xml:"State" json:"State"`
+	Result          string `xml:"Result" json:"Result"`
+	Progress        emInt  `xml:"Progress" json:"Progress"`
+	FailureMessage  string `xml:"FailureMessage" json:"FailureMessage"`
+}
+
+func (s *restoreEntity) session() veeam.RestoreSession {
+	id := veeam.NormalizeID(s.UID)
+	if id == "" {
+		id = veeam.NormalizeID(lastSegment(s.Href))
+	}
+	ct, _ := veeam.ParseTime(s.CreationTimeUTC)
+	et, _ := veeam.ParseTime(s.EndTimeUTC)
+	return veeam.RestoreSession{
+		ID: id, Name: s.Name, State: s.State, Result: s.Result,
+		Progress:     min(max(int(s.Progress), 0), 100),
+		CreationTime: ct, EndTime: et, FailureMessage: s.FailureMessage,
+	}
+}
+
 // task is TaskType.
 type task struct {
 	TaskID    string `xml:"TaskId" json:"TaskId"`
 	State     string `xml:"State" json:"State"`
 	Operation string `xml:"Operation" json:"Operation"`
 	Href      string `xml:"Href,attr" json:"Href"`
+	Links     []link `xml:"Links>Link" json:"Links"`
 	Result    *struct {
 		Success emBool `xml:"Success,attr" json:"Success"`
 		Message string `xml:"Message" json:"Message"`
@@ -292,6 +320,11 @@ func (t *task) task() veeam.Task {
 		id = lastSegment(t.Href)
 	}
 	out := veeam.Task{ID: id, State: t.State, Operation: t.Operation}
+	for _, l := range t.Links {
+		if strings.EqualFold(l.Rel, "Related") && strings.EqualFold(l.Type, "RestoreSession") {
+			out.RestoreSessionID = veeam.NormalizeID(lastSegment(l.Href))
+		}
+	}
 	if t.Result != nil {
 		out.HasResult = true
 		out.Success = bool(t.Result.Success)
@@ -528,6 +561,19 @@ func DecodeTask(body []byte) (veeam.Task, error) {
 	out := t.task()
 	if out.ID == "" {
 		return veeam.Task{}, errors.New("task without TaskId")
+	}
+	return out, nil
+}
+
+// DecodeRestoreSession decodes one RestoreSession entity.
+func DecodeRestoreSession(body []byte) (veeam.RestoreSession, error) {
+	var s restoreEntity
+	if err := decode(body, &s, "RestoreSession"); err != nil {
+		return veeam.RestoreSession{}, err
+	}
+	out := s.session()
+	if out.ID == "" {
+		return veeam.RestoreSession{}, errors.New("restore session without UID")
 	}
 	return out, nil
 }

@@ -112,11 +112,14 @@ func (c *Client) planAction(ctx context.Context, planID, action string, body []b
 
 // act POSTs ?action=... and decodes the Task EM answers with (202).
 func (c *Client) act(ctx context.Context, path, action string, body []byte) (veeam.Task, error) {
-	resp, err := c.call(ctx, http.MethodPost, path, url.Values{"action": {action}}, body)
+	var gen uint64
+	resp, err := c.conn.CallAs(ctx, http.MethodPost, path, url.Values{"action": {action}}, body, "",
+		func(cr *veeam.Credential) { gen = cr.Generation })
 	if err != nil {
 		return veeam.Task{}, err
 	}
 	t, err := DecodeTask(resp.Body)
+	t.LogonGeneration = gen
 	if err != nil {
 		// The action was accepted; say so, so that nobody sends it again.
 		return veeam.Task{}, &veeam.DecodeError{Target: c.name, Method: http.MethodPost, Path: path,
@@ -209,6 +212,18 @@ func (c *Client) GetTask(ctx context.Context, taskID string) (veeam.Task, error)
 		return veeam.Task{}, fmt.Errorf("target %q: task id %q is not valid", c.name, taskID)
 	}
 	return get(ctx, c, "/api/tasks/"+taskID, nil, DecodeTask)
+}
+
+// GetRestoreSession reads a restore session (GET
+// /api/restoreSessions/{id}?format=Entity), such as the one a finished CDP
+// failover task links to: State Stopped and its Result are the failover's
+// outcome. id is the bare UUID or the urn:veeam:RestoreSession:... UID.
+func (c *Client) GetRestoreSession(ctx context.Context, id string) (veeam.RestoreSession, error) {
+	uid, err := checkUUID("restore session id", veeam.NormalizeID(id))
+	if err != nil {
+		return veeam.RestoreSession{}, fmt.Errorf("target %q: %w", c.name, err)
+	}
+	return get(ctx, c, "/api/restoreSessions/"+uid, url.Values{"format": {"Entity"}}, DecodeRestoreSession)
 }
 
 // ListTasks reads the tasks of the current logon session.

@@ -103,6 +103,12 @@ type emAPI struct {
 	planStarts  map[string]int
 	planUndos   map[string]int
 	cdpFailover map[string]int
+
+	restores      map[string]*emRestoreRec
+	restoreResult string
+	// finishAtSubmission: plan start/undo tasks are Finished ("Ok") at
+	// once (EMOptions.TasksFinishAtSubmission).
+	finishAtSubmission bool
 }
 
 // newEM builds the EM estate from the options.
@@ -120,6 +126,9 @@ func newEM(o *Options) *emAPI {
 		planStarts:  make(map[string]int),
 		planUndos:   make(map[string]int),
 		cdpFailover: make(map[string]int),
+		restores:    make(map[string]*emRestoreRec),
+
+		finishAtSubmission: o.EM.TasksFinishAtSubmission,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -330,6 +339,10 @@ func (a *emAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case low[0] == "backupservers" && n <= 2:
 		if a.allow(w, r, http.MethodGet) {
 			a.backupServers(w, r, segs[1:])
+		}
+	case low[0] == "restoresessions" && n == 2:
+		if a.allow(w, r, http.MethodGet) {
+			a.restoreSessions(w, r, segs[1:])
 		}
 	case low[0] == "query" && n == 1:
 		if a.allow(w, r, http.MethodGet) {
@@ -738,6 +751,8 @@ func (a *emAPI) newTask(lg *emLogon, op, planUID, vmUID, failure string) *emTask
 	}
 	if op == "StartFailover" {
 		t.restoreSession = emUUID(a.ids)
+	} else if a.finishAtSubmission {
+		t.dur = 0
 	}
 	a.tasks = append(a.tasks, t)
 	return t
@@ -989,6 +1004,7 @@ func (a *emAPI) cdpFailoverAction(w http.ResponseWriter, r *http.Request, lg *em
 	a.mu.Lock()
 	a.cdpFailover[vm.uid]++
 	t := a.newTask(lg, "StartFailover", "", vm.uid, "Failed to fail over VM "+vm.name+": no restore point matches the requested time.")
+	a.newRestore(t.restoreSession, vm.name, !t.success)
 	v := a.taskView(emBase(r), t, t.created, true)
 	a.mu.Unlock()
 	a.write(w, r, http.StatusAccepted, "Task", v)

@@ -20,6 +20,11 @@ type EMOptions struct {
 	CloudSessions    int
 	CdpReplicas      int
 	VMsPerCdpReplica int
+
+	// TasksFinishAtSubmission makes plan start and undo tasks Finished
+	// with "Ok" as soon as they are created: EM confirms the request, not
+	// the failover [C: EMDOC]; how soon a real task finishes is [?].
+	TasksFinishAtSubmission bool
 }
 
 func (o EMOptions) sized() EMOptions {

@@ -21,9 +21,17 @@ type Fault struct {
 	// PathPrefix limits the fault to paths with this prefix ("" = all), for
 	// example "/api/v3/infrastructure".
 	PathPrefix string
+	// Method, when set, limits the fault to requests of this method (POST:
+	// the action calls only, not the reads that track them).
+	Method string
 	// Status > 0 answers with this status in the API's own error format
-	// (VSPC turns >= 500 into 520) without calling the API.
+	// (VSPC turns >= 500 into 520) without calling the API: a refusal
+	// that did nothing (429, or a 5xx before processing).
 	Status int
+	// AfterAction makes Status come after the API has handled the request
+	// (its answer is dropped): an action that was carried out although the
+	// client sees an error (a 5xx or a 401 after the call, issue 17).
+	AfterAction bool
 	// RetryAfter goes with Status 429: VSPC's retryAfter seconds and the
 	// Retry-After header.
 	RetryAfter int
@@ -72,11 +80,11 @@ func (fs *faultSet) clear() {
 }
 
 // match returns the fault for a request and consumes one of its uses.
-func (fs *faultSet) match(api API, path string) (Fault, bool) {
+func (fs *faultSet) match(api API, method, path string) (Fault, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	f := fs.byAPI[api]
-	if f == nil || !strings.HasPrefix(path, f.PathPrefix) {
+	if f == nil || !strings.HasPrefix(path, f.PathPrefix) || (f.Method != "" && !strings.EqualFold(f.Method, method)) {
 		return Fault{}, false
 	}
 	got := *f
@@ -140,6 +148,10 @@ func applyFault(w http.ResponseWriter, r *http.Request, h apiHandler, f Fault, n
 	switch {
 	case f.Reset:
 		resetConn(w)
+	case f.Status > 0 && f.AfterAction:
+		// Carry the request out, drop the answer, then fail.
+		next.ServeHTTP(&bufferWriter{header: make(http.Header), status: http.StatusOK}, r)
+		h.writeError(w, f.Status, "Simulated fault after processing: "+statusText(f.Status))
 	case f.Status > 0:
 		if f.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))

@@ -184,19 +184,19 @@ func equalInts(a, b []int) bool {
 
 func TestFaultSetMatch(t *testing.T) {
 	fs := newFaultSet()
-	if _, ok := fs.match(APIVSPC, "/x"); ok {
+	if _, ok := fs.match(APIVSPC, "GET", "/x"); ok {
 		t.Fatal("match without faults")
 	}
 	fs.set(APIVSPC, Fault{ExpireAuth: true, Count: 5})
-	if f, ok := fs.match(APIVSPC, "/x"); !ok || !f.ExpireAuth {
+	if f, ok := fs.match(APIVSPC, "GET", "/x"); !ok || !f.ExpireAuth {
 		t.Fatal("ExpireAuth not matched")
 	}
-	if _, ok := fs.match(APIVSPC, "/x"); ok {
+	if _, ok := fs.match(APIVSPC, "GET", "/x"); ok {
 		t.Fatal("ExpireAuth alone is one-shot")
 	}
 	fs.set(APIVSPC, Fault{ExpireAuth: true, Status: 500})
-	fs.match(APIVSPC, "/x")
-	if f, ok := fs.match(APIVSPC, "/x"); !ok || f.ExpireAuth || f.Status != 500 {
+	fs.match(APIVSPC, "GET", "/x")
+	if f, ok := fs.match(APIVSPC, "GET", "/x"); !ok || f.ExpireAuth || f.Status != 500 {
 		t.Fatalf("second match = %+v %v; want the status without ExpireAuth", f, ok)
 	}
 }

@@ -167,7 +167,7 @@ func (s *Simulator) middleware(sv *server) http.Handler {
 			}
 		}()
 
-		f, faulty := s.faults.match(sv.api, r.URL.Path)
+		f, faulty := s.faults.match(sv.api, r.Method, r.URL.Path)
 		if !sleep(r.Context(), s.opts.Latency+f.Latency) {
 			// The client went away or the simulator is closing.
 			answered = false

@@ -28,6 +28,20 @@ import (
 type VBROptions struct {
 	Replicas         int
 	PointsPerReplica int
+
+	// MultiVMReplicas makes each replication job one replica holding the
+	// points of all its VMs (2 to 4): ReplicaModel.name is then the job's
+	// name and the points are named after their VMs [C: VBRSPEC
+	// descriptions]. Whether VBR lists one replica per job or per VM is [?];
+	// off, each VM is its own replica named "<vm>_replica". Replicas then
+	// counts VMs, not replicas.
+	MultiVMReplicas bool
+	// GrantTypeSpelling limits the grant_type spellings /oauth2/token
+	// accepts: "" any case (default), "lower" (password, refresh_token:
+	// RFC 6749 and Veeam's request example) or "capitalised" (Password,
+	// Refresh_token: the ELoginGrantType enum of 1.3-rev1+). Which one VBR
+	// takes is [?]; the other gets 400.
+	GrantTypeSpelling string
 }
 
 // VBREstate is the truth of the B&R API, in the API's own terms.
@@ -41,7 +55,7 @@ type VBREstate struct {
 // the estate; x-api-version 1.3-rev2 emits it as "Snapshot" [C].
 type VBRReplica struct {
 	ID             string
-	Name           string // "<vm>_replica", as in the 1.3-rev2 example
+	Name           string // "<vm>_replica", as in the 1.3-rev2 example; the job's name with MultiVMReplicas
 	Type           string
 	State          string // EReplicaState
 	JobID          string
@@ -388,6 +402,10 @@ func (a *vbrAPI) token(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	now := a.now()
 	shortTerm := strings.EqualFold(f.Get("use_short_term_refresh"), "true")
+	if g := f.Get("grant_type"); g != "" && !vbrGrantSpellingOK(a.o.VBR.GrantTypeSpelling, g) {
+		writeVBRError(w, http.StatusBadRequest, "UnexpectedContent", fmt.Sprintf("The grant type %q is not supported.", g), "")
+		return
+	}
 	switch strings.ToLower(f.Get("grant_type")) {
 	case "password":
 		user, pass := f.Get("username"), f.Get("password")
@@ -431,6 +449,17 @@ func (a *vbrAPI) token(w http.ResponseWriter, r *http.Request) {
 		// not simulated [I].
 		a.writeError(w, http.StatusBadRequest, fmt.Sprintf("The grant type %q is not supported.", f.Get("grant_type")))
 	}
+}
+
+// vbrGrantSpellingOK checks a grant_type against VBROptions.GrantTypeSpelling.
+func vbrGrantSpellingOK(spelling, g string) bool {
+	switch spelling {
+	case "lower":
+		return g == strings.ToLower(g)
+	case "capitalised":
+		return g[:1] == strings.ToUpper(g[:1]) && g[1:] == strings.ToLower(g[1:])
+	}
+	return true
 }
 
 func (a *vbrAPI) issue(user string, now time.Time, shortTerm bool) vbrTokenModel {

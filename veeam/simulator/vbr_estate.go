@@ -165,19 +165,34 @@ func (a *vbrAPI) generate(now time.Time) {
 		}
 		j.last = now.Add(-time.Duration(5+rng.IntN(int(j.interval/time.Minute)-5)) * time.Minute)
 		size := 1 + rng.IntN(8)
+		multi := a.o.VBR.MultiVMReplicas
+		if multi {
+			size = 2 + rng.IntN(3)
+		}
+		var jobReplica *vbrReplica
 		for k := 0; k < size && i < n; k, i = k+1, i+1 {
 			vm := fmt.Sprintf("%s%02d", vbrVMPrefixes[rng.IntN(len(vbrVMPrefixes))], i+1)
-			r := &vbrReplica{VBRReplica: VBRReplica{
-				ID:             vbrUUID(rng),
-				Name:           vm + "_replica",
-				Type:           "Regular",
-				State:          vbrPickState(rng),
-				JobID:          j.id,
-				PlatformName:   "VMware",
-				PlatformID:     vbrZeroUUID,
-				PolicyUniqueID: vbrUUID(rng),
-				CreationTime:   j.last.Add(-time.Duration(ppr+rng.IntN(60)) * j.interval),
-			}}
+			r := jobReplica
+			if r == nil {
+				r = &vbrReplica{VBRReplica: VBRReplica{
+					ID:             vbrUUID(rng),
+					Name:           vm + "_replica",
+					Type:           "Regular",
+					State:          vbrPickState(rng),
+					JobID:          j.id,
+					PlatformName:   "VMware",
+					PlatformID:     vbrZeroUUID,
+					PolicyUniqueID: vbrUUID(rng),
+					CreationTime:   j.last.Add(-time.Duration(ppr+rng.IntN(60)) * j.interval),
+				}}
+				if multi {
+					r.Name = j.name
+					jobReplica = r
+				}
+				a.replicas = append(a.replicas, r)
+				a.replicaBy[r.ID] = r
+				j.replicas = append(j.replicas, r)
+			}
 			for p := range ppr {
 				pt := &VBRReplicaPoint{
 					ID:            vbrUUID(rng),
@@ -195,17 +210,14 @@ func (a *vbrAPI) generate(now time.Time) {
 				a.points = append(a.points, pt)
 				a.pointBy[pt.ID] = pt
 			}
-			a.replicas = append(a.replicas, r)
-			a.replicaBy[r.ID] = r
-			j.replicas = append(j.replicas, r)
 		}
 		jobs = append(jobs, j)
 	}
-	if n >= 10 {
+	if len(a.replicas) >= 10 {
 		for _, st := range []string{"Processing", "Failover", "FailedFailover"} {
 			if !slices.ContainsFunc(a.replicas, func(r *vbrReplica) bool { return r.State == st }) {
 				for {
-					r := a.replicas[rng.IntN(n)]
+					r := a.replicas[rng.IntN(len(a.replicas))]
 					if r.State == "Ready" {
 						r.State = st
 						break

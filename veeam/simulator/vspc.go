@@ -31,6 +31,31 @@ type VSPCOptions struct {
 	Plans          int
 	ObjectsPerPlan int
 	BackupServers  int
+
+	// NoReplicaEvery: about one plan VM in this many has no Replication
+	// chain (no recovery point). 0 means 12; negative means none.
+	NoReplicaEvery int
+	// NeverRunSessionFields: objects of plans that never ran carry a
+	// restoreSession whose fields are null, instead of restoreSession: null
+	// (the default, [I, strong]); which one VSPC sends is [?].
+	NeverRunSessionFields bool
+	// AsyncSuccessRetention and AsyncFailureRetention are how long an async
+	// action and its result stay readable after it ended; then GET
+	// /asyncActions/{id} answers 404 [C: 5 minutes and 1 hour; the 404 is
+	// [I]]. 0 means those defaults.
+	AsyncSuccessRetention, AsyncFailureRetention time.Duration
+	// AsyncReads answers every GET under /infrastructure and
+	// /protectedWorkloads with 202 and the Location of an async action
+	// holding the real answer (allowed by the spec [C], rare [I]).
+	AsyncReads bool
+	// RefuseTestOnLocal answers start?test=true on a Local plan with 400:
+	// only cloud failover plans can be tested [C: VSPCUG], but what the REST
+	// API does with test=true on a Local plan is [?]. Off, it runs like a
+	// normal start.
+	RefuseTestOnLocal bool
+	// MFA makes the password grant answer with an mfa_token and no
+	// access_token, as for a user with multi-factor authentication [C].
+	MFA bool
 }
 
 // VSPCEstate is the truth of the VSPC API, in the stable default order of
@@ -38,6 +63,8 @@ type VSPCOptions struct {
 type VSPCEstate struct {
 	Plans   []VSPCPlan
 	Objects []VSPCPlanObject
+	// Backups are the protected VMs' backup chains, in the list's order.
+	Backups []VSPCBackup
 }
 
 // VSPCPlan mirrors BackupFailoverPlan. UIDs are as emitted (some upper-case);
@@ -133,7 +160,10 @@ type vspcObject struct {
 	name  string
 	host  uint8
 	hasRS bool
-	rs    vspcRestoreSession
+	// nullRS: without a session, restoreSession is an object of nulls
+	// rather than null (VSPCOptions.NeverRunSessionFields).
+	nullRS bool
+	rs     vspcRestoreSession
 }
 
 type vspcRestoreSession struct {
@@ -163,6 +193,10 @@ type vspcAsync struct {
 	body    *string
 	result  vspcResp
 	created time.Time
+	ended   time.Time // when status left running
+	// polls is how many more reads of the action show it running (an
+	// asynchronous GET, VSPCOptions.AsyncReads).
+	polls int
 }
 
 // vspcResp is a response, kept for X-Request-id replay and async results.
@@ -217,6 +251,9 @@ type vspcAPI struct {
 
 	planProps propTable[*vspcPlan]
 	objProps  propTable[*vspcObject]
+
+	backups     []*vspcBackup
+	backupProps propTable[*vspcBackup]
 }
 
 type vspcServer struct {
@@ -262,6 +299,7 @@ func newVSPC(o *Options) *vspcAPI {
 	a.planProps = vspcPlanProps()
 	a.objProps = vspcObjectProps()
 	a.generate()
+	a.generateBackups()
 	return a
 }
 
@@ -433,6 +471,11 @@ func (a *vspcAPI) generate() {
 					}
 				}
 			}
+			if p.status == vspcReady && p.last == nil {
+				// A plan that never ran has no failover session [I, strong].
+				o.hasRS = false
+			}
+			o.nullRS = !o.hasRS && a.o.VSPC.NeverRunSessionFields
 			p.objects = append(p.objects, o)
 			a.objects = append(a.objects, o)
 			srv.objects = append(srv.objects, o)
@@ -592,9 +635,16 @@ func (a *vspcAPI) writeObject(b *bytes.Buffer, ob *vspcObject, sel *selection) {
 	o.str("path", ob.path())
 	o.uid("backupServerUid", ob.plan.serverUID)
 	if child, ok := o.key("restoreSession"); ok {
-		if !ob.hasRS {
+		switch {
+		case !ob.hasRS && ob.nullRS:
+			s := openObject(b, child)
+			for _, k := range []string{"instanceUid", "backupStatus", "restorePointUid", "restorePointDateTime", "startDateTime", "endDateTime"} {
+				s.null(k)
+			}
+			s.close()
+		case !ob.hasRS:
 			b.WriteString("null")
-		} else {
+		default:
 			rs := &ob.rs
 			s := openObject(b, child)
 			s.uid("instanceUid", rs.uid)
@@ -824,7 +874,25 @@ func (a *vspcAPI) handle(r *http.Request, now time.Time, segs, lsegs []string, b
 			return a.idempotent(req)
 		}
 	}
+	if a.o.VSPC.AsyncReads && r.Method == http.MethodGet && len(lsegs) > 0 &&
+		(lsegs[0] == "infrastructure" || lsegs[0] == "protectedworkloads") {
+		return a.asyncRead(req)
+	}
 	return a.route(req)
+}
+
+// asyncRead answers a read with 202 and the Location of an async action
+// that holds the real answer; the action reads as running once.
+func (a *vspcAPI) asyncRead(req *vspcRequest) vspcResp {
+	id := a.newUID()
+	id.upper = false
+	as := &vspcAsync{
+		id: id.String(), name: req.r.Method + " " + req.r.URL.Path, status: "running",
+		query: req.r.URL.Query(), created: req.now, polls: 1,
+		result: a.route(req).rendered(),
+	}
+	a.async[as.id] = as
+	return vspcResp{status: http.StatusAccepted, location: req.baseURL + vspcPrefix + "/asyncActions/" + as.id}
 }
 
 // idempotent replays the stored answer to a repeated X-Request-id within
@@ -837,9 +905,8 @@ func (a *vspcAPI) idempotent(req *vspcRequest) vspcResp {
 		if a.idem[old.key] == old {
 			delete(a.idem, old.key)
 		}
-		if as := a.async[strings.SplitN(old.key, " ", 2)[0]]; as != nil && as.status != "running" {
-			delete(a.async, as.id)
-		}
+		// The async action outlives the idempotency window: it goes when
+		// its own retention ends (asyncExpired).
 	}
 	key := req.reqID + " " + req.r.Method + " " + strings.ToLower(req.r.URL.Path)
 	if e, ok := a.idem[key]; ok && req.now.Sub(e.at) < vspcIdempotency {
@@ -859,7 +926,7 @@ func (a *vspcAPI) idempotent(req *vspcRequest) vspcResp {
 	resp := a.routeAsync(req, as).rendered()
 	if resp.status != http.StatusAccepted {
 		as.result = resp
-		as.status = "succeed"
+		as.status, as.ended = "succeed", req.now
 		if resp.status >= 400 {
 			as.status = "failed"
 		}
@@ -901,6 +968,8 @@ func (a *vspcAPI) routeAsync(req *vspcRequest, as *vspcAsync) vspcResp {
 		return only(http.MethodGet, func() vspcResp { return a.about() })
 	case len(ls) >= 1 && ls[0] == "asyncactions":
 		return a.asyncRoute(req)
+	case len(ls) == 3 && ls[0] == "protectedworkloads" && ls[1] == "virtualmachines" && ls[2] == "backups":
+		return only(http.MethodGet, func() vspcResp { return a.listBackups(req) })
 	case len(ls) >= 3 && ls[0] == "infrastructure" && ls[1] == "backupservers":
 	default:
 		return vspcUnsupported(req)
@@ -1188,6 +1257,10 @@ func (a *vspcAPI) start(req *vspcRequest, p *vspcPlan, as *vspcAsync) vspcResp {
 	if p.status != vspcReady {
 		return errMsg(http.StatusConflict, "Failover plan '%s' cannot be started: its status is %s.", p.name, p.status)
 	}
+	if test && p.typ == "Local" && a.o.VSPC.RefuseTestOnLocal {
+		return errResp(http.StatusBadRequest, responseError{
+			Message: "Failover plan '" + p.name + "' cannot be tested: only cloud failover plans can be tested.", ParameterName: "test"})
+	}
 	a.starts[p.uid.b]++
 	act := a.begin(req.now, p, false)
 	p.status = vspcInProgress
@@ -1244,6 +1317,11 @@ func (a *vspcAPI) accepted(req *vspcRequest, act *vspcAction, as *vspcAsync) vsp
 
 // advance finishes the actions whose time has come.
 func (a *vspcAPI) advance(now time.Time) {
+	for id, as := range a.async {
+		if a.asyncExpired(as, now) {
+			delete(a.async, id)
+		}
+	}
 	for p := range a.active {
 		if act := p.action; act != nil && !now.Before(act.done) {
 			a.finish(p, act)
@@ -1293,7 +1371,7 @@ func (a *vspcAPI) finish(p *vspcPlan, act *vspcAction) {
 	}
 	if act.async != nil && act.async.status == "running" {
 		act.async.result = vspcResp{status: http.StatusOK, body: vspcEmptyResponse}
-		act.async.status = "succeed"
+		act.async.status, act.async.ended = "succeed", end
 		if act.outcome == vspcFailed {
 			// The async action reports the plan's failure [I].
 			act.async.status = "failed"
@@ -1329,17 +1407,27 @@ func (a *vspcAPI) asyncRoute(req *vspcRequest) vspcResp {
 		return errResp(http.StatusBadRequest, responseError{Message: "The value '" + req.segs[1] + "' is not valid.", ParameterName: "actionId"})
 	}
 	as := a.async[formatUUID(u, false)]
+	if as != nil && a.asyncExpired(as, req.now) {
+		delete(a.async, as.id)
+		as = nil
+	}
 	if as == nil {
 		return errMsg(http.StatusNotFound, "Async action with UID '%s' was not found.", req.segs[1])
 	}
 	switch {
 	case len(ls) == 2 && m == http.MethodGet:
-		return dataResp(http.StatusOK, func(b *bytes.Buffer) { a.writeAsync(b, as) })
+		w := *as
+		if as.polls > 0 {
+			if as.polls--; as.polls == 0 {
+				as.status, as.ended = "succeed", req.now
+			}
+		}
+		return dataResp(http.StatusOK, func(b *bytes.Buffer) { a.writeAsync(b, &w) })
 	case len(ls) == 2 && m == http.MethodDelete:
 		if as.status == "running" {
 			// Cancelling the tracking does not stop the queued plan
 			// action [I].
-			as.status = "canceled"
+			as.status, as.ended = "canceled", req.now
 			as.result = errMsg(http.StatusConflict, "The action was canceled.")
 		}
 		return vspcResp{status: http.StatusOK, body: vspcEmptyResponse}
@@ -1350,6 +1438,25 @@ func (a *vspcAPI) asyncRoute(req *vspcRequest) vspcResp {
 		return as.result
 	}
 	return errMsg(http.StatusMethodNotAllowed, "The requested resource does not support http method '%s'.", m)
+}
+
+// asyncExpired reports whether an ended action's result is past its
+// retention: 5 minutes after success, 1 hour after failure [C].
+func (a *vspcAPI) asyncExpired(as *vspcAsync, now time.Time) bool {
+	if as.status == "running" || as.ended.IsZero() {
+		return false
+	}
+	keep := a.o.VSPC.AsyncSuccessRetention
+	if keep <= 0 {
+		keep = 5 * time.Minute
+	}
+	if as.status != "succeed" {
+		keep = a.o.VSPC.AsyncFailureRetention
+		if keep <= 0 {
+			keep = time.Hour
+		}
+	}
+	return now.Sub(as.ended) >= keep
 }
 
 func (a *vspcAPI) writeAsync(b *bytes.Buffer, as *vspcAsync) {
@@ -1389,6 +1496,13 @@ func (a *vspcAPI) token(r *http.Request, body []byte) vspcResp {
 	case "":
 		return oauthErr("invalid_request", "The grant_type parameter is missing.")
 	case "password":
+		if a.o.VSPC.MFA {
+			// A user with MFA gets an mfa_token to complete with an
+			// mfa grant, and no access token [C].
+			b, _ := json.Marshal(map[string]any{"access_token": nil, "token_type": nil, "refresh_token": nil,
+				"mfa_token": randomToken(), "encrypted_code": nil, "expires_in": nil})
+			return vspcResp{status: http.StatusOK, body: b}
+		}
 		userOK := subtle.ConstantTimeCompare([]byte(form.Get("username")), []byte(a.o.Username)) == 1
 		passOK := subtle.ConstantTimeCompare([]byte(form.Get("password")), []byte(a.o.Password)) == 1
 		if !userOK || !passOK {
@@ -1462,6 +1576,7 @@ func (a *vspcAPI) estate() VSPCEstate {
 	e := VSPCEstate{
 		Plans:   make([]VSPCPlan, len(a.plans)),
 		Objects: make([]VSPCPlanObject, len(a.objects)),
+		Backups: a.backupsEstate(),
 	}
 	for i, p := range a.plans {
 		vp := VSPCPlan{
@@ -1556,7 +1671,7 @@ func (s *Simulator) SetVSPCPlanStatus(planUID, status string) error {
 	}
 	if p.action != nil {
 		if as := p.action.async; as != nil && as.status == "running" {
-			as.status = "canceled"
+			as.status, as.ended = "canceled", vspcStamp(a.o.Now())
 			as.result = errMsg(http.StatusConflict, "The action was canceled.")
 		}
 		p.action = nil

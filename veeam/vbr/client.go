@@ -5,11 +5,12 @@ package vbr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,7 +39,17 @@ type Client struct {
 	version string
 	opts    veeam.ClientOptions
 	conn    *rest.Conn
+	// grants remembers the grant_type spelling the server took:
+	// grantUnknown, grantLower or grantCapitalised.
+	grants atomic.Int32
 }
+
+// Grant type spellings (Client.grants).
+const (
+	grantUnknown int32 = iota
+	grantLower
+	grantCapitalised
+)
 
 // New returns a client for o. It does not contact the server: the first call
 // logs in.
@@ -105,54 +116,49 @@ func (c *Client) headers() http.Header {
 	return http.Header{"Accept": {"application/json"}, "X-Api-Version": {c.version}}
 }
 
-// grantType spells the grant the way the revision's spec does: lower case
-// up to 1.3-rev0, capitalised (Password, Refresh_token) from 1.3-rev1.
-func (c *Client) grantType(g string) string {
-	if capitalisedGrants(c.version) {
-		return strings.ToUpper(g[:1]) + g[1:]
-	}
-	return g
-}
-
-// capitalisedGrants reports whether version ("1.3-rev1") is 1.3-rev1 or
-// later. Unparsable versions are taken as new.
-func capitalisedGrants(version string) bool {
-	v, rev, ok := strings.Cut(version, "-rev")
-	if !ok {
-		return true
-	}
-	maj, mnr, ok := strings.Cut(v, ".")
-	if !ok {
-		return true
-	}
-	a, err1 := strconv.Atoi(maj)
-	b, err2 := strconv.Atoi(mnr)
-	r, err3 := strconv.Atoi(rev)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return true
-	}
-	switch {
-	case a != 1:
-		return a > 1
-	case b != 3:
-		return b > 3
-	}
-	return r >= 1
-}
+// capitalise spells a grant the way the 1.3-rev1+ ELoginGrantType enum
+// does (Password, Refresh_token).
+func capitalise(g string) string { return strings.ToUpper(g[:1]) + g[1:] }
 
 func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
 	return c.token(ctx, url.Values{
-		"grant_type": {c.grantType("password")},
+		"grant_type": {"password"},
 		"username":   {c.opts.Username},
 		"password":   {string(c.opts.Password)},
 	})
 }
 
 func (c *Client) refresh(ctx context.Context, rt string) (*veeam.Credential, error) {
-	return c.token(ctx, url.Values{"grant_type": {c.grantType("refresh_token")}, "refresh_token": {rt}})
+	return c.token(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}})
 }
 
+// token runs a grant. grant_type goes out in lower case (RFC 6749, Veeam's
+// own request example); the 1.3-rev1+ specs list it capitalised, and
+// whether VBR refuses either is unknown: on a 400 that is not about the
+// token itself the grant is sent once more capitalised, and the spelling
+// that worked is kept for later grants.
 func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential, error) {
+	g := form.Get("grant_type")
+	known := c.grants.Load()
+	if known == grantCapitalised {
+		form.Set("grant_type", capitalise(g))
+	}
+	cr, err := c.grant(ctx, form)
+	var e *Error
+	if err != nil && known == grantUnknown && errors.As(err, &e) && e.Status == http.StatusBadRequest && e.ErrorCode != "InvalidToken" {
+		form.Set("grant_type", capitalise(g))
+		if cr, err = c.grant(ctx, form); err == nil {
+			c.grants.Store(grantCapitalised)
+		}
+		return cr, err
+	}
+	if err == nil && known == grantUnknown {
+		c.grants.Store(grantLower)
+	}
+	return cr, err
+}
+
+func (c *Client) grant(ctx context.Context, form url.Values) (*veeam.Credential, error) {
 	const path = "/api/oauth2/token"
 	return c.t.OAuth2Token(ctx, path, c.headers(), form, defaultTokenLifetime, func(resp *veeam.Response) error {
 		return parseError(c.name, http.MethodPost, path, resp)

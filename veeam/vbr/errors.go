@@ -30,11 +30,14 @@ func (e *Error) Error() string {
 			d += " (" + e.ErrorCode + ")"
 		}
 	}
-	return veeam.FormatAPIError(e.Target, e.Method, e.Path, e.Status, d)
+	return veeam.FormatAPIError(e.Target, e.Method, e.Path, e.Status, veeam.WithRoleHint(e.Status, d, veeam.RoleHintVBR))
 }
 
 // HTTPStatus implements veeam.StatusError.
 func (e *Error) HTTPStatus() int { return e.Status }
+
+// Is makes errors.Is(err, veeam.ErrNotFound) true for a 404.
+func (e *Error) Is(target error) bool { return veeam.MatchStatus(e.Status, target) }
 
 type wireError struct {
 	ErrorCode string `json:"errorCode"`

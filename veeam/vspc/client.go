@@ -37,6 +37,8 @@ type Client struct {
 	version string
 	opts    veeam.ClientOptions
 	conn    *rest.Conn
+	// pollEvery is the first wait between reads of an async action.
+	pollEvery time.Duration
 }
 
 // New returns a client for o. It does not contact the server: the first call
@@ -51,7 +53,7 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{name: o.Name, t: t, version: o.APIVersion, opts: o}
+	c := &Client{name: o.Name, t: t, version: o.APIVersion, opts: o, pollEvery: 250 * time.Millisecond}
 	cfg := veeam.AuthConfig{
 		Target:  o.Name,
 		Timeout: 3 * t.Timeout(),
@@ -78,7 +80,7 @@ func newClient(o veeam.ClientOptions, now func() time.Time) (*Client, error) {
 		ParseError: func(method, path string, r *veeam.Response) error {
 			return parseError(c.name, method, path, r)
 		},
-		CheckRead: c.refuseAsync,
+		FollowRead: c.followAsync,
 	}
 	return c, nil
 }
@@ -131,13 +133,22 @@ func (c *Client) headers() http.Header {
 	return h
 }
 
-// refuseAsync refuses a read answered with 202: reads are not polled.
-func (c *Client) refuseAsync(path string, resp *veeam.Response) error {
-	if resp.Status == http.StatusAccepted {
-		return &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
-			Message: "read answered asynchronously (202); not supported"}
+// followAsync follows a read answered with 202 + Location (VSPC may queue
+// any operation, reads included): it polls the async action until it is no
+// longer running, then reads its result, which is the read's answer.
+func (c *Client) followAsync(ctx context.Context, path string, resp *veeam.Response) (*veeam.Response, error) {
+	if resp.Status != http.StatusAccepted {
+		return resp, nil
 	}
-	return nil
+	id := asyncActionID(resp.Header.Get("Location"))
+	if id == "" {
+		return nil, &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
+			Message: "read answered asynchronously (202) without an async action Location"}
+	}
+	if _, err := c.WaitAsyncAction(ctx, id); err != nil {
+		return nil, err
+	}
+	return c.call(ctx, http.MethodGet, asyncPath+"/"+id+"/result", nil, nil, "")
 }
 
 // get reads path and decodes the body with dec.

@@ -80,8 +80,10 @@ func objectField(r *jsonr.Reader, in *jsonr.Interner, k []byte, o *veeam.Failove
 		if r.Null() {
 			o.RestoreStatus, o.RestorePointID = "", ""
 			o.RestorePointTime, o.RestoreStartTime, o.RestoreEndTime = time.Time{}, time.Time{}, time.Time{}
+			o.ProtectedVMID = ""
 			return
 		}
+		defer clearEmptySession(o)
 		r.Object("restoreSession", func(k []byte) {
 			switch {
 			case key(k, "backupStatus"):
@@ -96,13 +98,23 @@ func objectField(r *jsonr.Reader, in *jsonr.Interner, k []byte, o *veeam.Failove
 			case key(k, "endDateTime"):
 				o.RestoreEndTime = jsonr.TimeField(r, "endDateTime")
 			case key(k, "instanceUid"):
-				r.Bytes("instanceUid")
+				o.ProtectedVMID = jsonr.IDField(r, nil, "instanceUid")
 			default:
 				r.Skip()
 			}
 		})
 	default:
 		r.Skip()
+	}
+}
+
+// clearEmptySession drops a restoreSession that holds no session (no
+// status and no start: an object of nulls for a plan that never ran), so
+// that it reads as no session rather than one at the zero time.
+func clearEmptySession(o *veeam.FailoverPlanObject) {
+	if (o.RestoreStatus == "" || o.RestoreStatus == "Unknown") && o.RestoreStartTime.IsZero() && o.RestorePointTime.IsZero() {
+		o.RestoreStatus, o.RestorePointID, o.ProtectedVMID = "", "", ""
+		o.RestorePointTime, o.RestoreStartTime, o.RestoreEndTime = time.Time{}, time.Time{}, time.Time{}
 	}
 }
 

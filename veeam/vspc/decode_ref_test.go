@@ -46,6 +46,8 @@ func (w *wireObject) object() veeam.FailoverPlanObject {
 		o.RestorePointTime = timeOf(s.RestorePointDateTime)
 		o.RestoreStartTime = timeOf(s.StartDateTime)
 		o.RestoreEndTime = timeOf(s.EndDateTime)
+		o.ProtectedVMID = veeam.NormalizeID(s.InstanceUID)
+		clearEmptySession(&o)
 	}
 	return o
 }

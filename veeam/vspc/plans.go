@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -93,9 +94,34 @@ type StartOptions struct {
 func (c *Client) StartFailoverPlan(ctx context.Context, planID string, o StartOptions, requestID string) (*veeam.AsyncAction, error) {
 	q := url.Values{"test": {strconv.FormatBool(o.Test)}}
 	if o.DateTime != nil {
-		q.Set("dateTime", veeam.FormatTime(*o.DateTime))
+		q.Set(c.dateTimeParam(), veeam.FormatTime(*o.DateTime))
 	}
 	return c.act(ctx, planID, "start", q, requestID)
+}
+
+// dateTimeParam is the start's point-in-time parameter: API 3.5.1 (VSPC
+// 8.1) named it date-time, 3.6 and later dateTime [C: PYSPC]. Without an
+// api_version the client assumes a current server.
+func (c *Client) dateTimeParam() string {
+	if versionBefore(c.version, 3, 6) {
+		return "date-time"
+	}
+	return "dateTime"
+}
+
+// versionBefore reports whether a dotted version ("3.5.1") is below
+// major.minor; an empty or unreadable version is not.
+func versionBefore(v string, major, minor int) bool {
+	parts := strings.SplitN(strings.TrimSpace(v), ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma < major || (ma == major && mi < minor)
 }
 
 // UndoFailoverPlan queues a plan undo; see StartFailoverPlan.
@@ -139,6 +165,30 @@ func (c *Client) GetAsyncAction(ctx context.Context, actionID string) (veeam.Asy
 		return veeam.AsyncAction{}, fmt.Errorf("target %q: %w", c.name, err)
 	}
 	return get(ctx, c, asyncPath+"/"+id, nil, DecodeAsyncAction)
+}
+
+// WaitAsyncAction polls an async action until it is no longer running and
+// returns it (status succeed, failed or canceled). Waits grow from a quarter
+// second to five seconds; ctx bounds the whole wait. An action whose result
+// VSPC no longer keeps (5 minutes after success, 1 hour after failure)
+// answers 404: the error then matches errors.Is(err, veeam.ErrNotFound), and
+// the caller should follow the plan's own status instead.
+func (c *Client) WaitAsyncAction(ctx context.Context, actionID string) (veeam.AsyncAction, error) {
+	wait := c.pollEvery
+	for {
+		a, err := c.GetAsyncAction(ctx, actionID)
+		if err != nil || a.Status != "running" {
+			return a, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return a, fmt.Errorf("target %q: async action %s still running: %w", c.name, actionID, context.Cause(ctx))
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
 
 // PatchOp is one JSON Patch (RFC 6902) operation.

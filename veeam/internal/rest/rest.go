@@ -30,9 +30,10 @@ type Conn struct {
 	SetAuth func(http.Header, *veeam.Credential)
 	// ParseError builds the API's typed error for a non-2xx answer.
 	ParseError func(method, path string, r *veeam.Response) error
-	// CheckRead, when set, may refuse a successful read before it is
-	// decoded (VSPC answering a read with 202).
-	CheckRead func(path string, r *veeam.Response) error
+	// FollowRead, when set, may replace a successful read's response
+	// before it is decoded (VSPC answering a read with 202: poll the async
+	// action, then read its result), or refuse it.
+	FollowRead func(ctx context.Context, path string, r *veeam.Response) (*veeam.Response, error)
 
 	closed atomic.Bool
 }
@@ -61,6 +62,13 @@ func (c *Conn) Close(ctx context.Context, logout func(context.Context, *veeam.Cr
 // goes out as X-Request-id and allows one resend after a connection error
 // (VSPC deduplicates on it); without one, actions are sent once.
 func (c *Conn) Call(ctx context.Context, method, path string, q url.Values, body []byte, requestID string) (*veeam.Response, error) {
+	return c.CallAs(ctx, method, path, q, body, requestID, nil)
+}
+
+// CallAs is Call that also reports the credential the answer was given
+// to (used, when not nil, is called for each attempt; the last call
+// counts): EM tasks belong to the logon session that created them.
+func (c *Conn) CallAs(ctx context.Context, method, path string, q url.Values, body []byte, requestID string, used func(*veeam.Credential)) (*veeam.Response, error) {
 	if c.closed.Load() {
 		return nil, fmt.Errorf("target %q: %w", c.Name, veeam.ErrClosed)
 	}
@@ -77,7 +85,14 @@ func (c *Conn) Call(ctx context.Context, method, path string, q url.Values, body
 		}
 	}
 	req := &veeam.Request{Method: method, Path: path, Query: q, Header: h, Body: body, Retry: mode}
-	resp, err := c.T.DoAuth(ctx, c.Auth, req, c.SetAuth, nil)
+	set := c.SetAuth
+	if used != nil {
+		set = func(h http.Header, cr *veeam.Credential) {
+			c.SetAuth(h, cr)
+			used(cr)
+		}
+	}
+	resp, err := c.T.DoAuth(ctx, c.Auth, req, set, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -94,8 +109,8 @@ func Get[T any](ctx context.Context, c *Conn, path string, q url.Values, dec fun
 	if err != nil {
 		return zero, err
 	}
-	if c.CheckRead != nil {
-		if err := c.CheckRead(path, resp); err != nil {
+	if c.FollowRead != nil {
+		if resp, err = c.FollowRead(ctx, path, resp); err != nil {
 			return zero, err
 		}
 	}
