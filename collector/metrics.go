@@ -63,6 +63,11 @@ type family struct {
 	// name order, each with what precedes its value.
 	header []byte
 	text   []textLabel
+	// For the protobuf exposition, by label in name order: the encoded
+	// name part of a label pair (name field and the value's tag); and for
+	// each state, its whole encoded label field.
+	protoNames  [][]byte
+	stateFields [][]byte
 }
 
 // textLabel is one label of a sample line: prefix is `name{label="` for the
@@ -118,6 +123,7 @@ func newFamily(name, help string, kind familyKind, labels []string, states []str
 		}
 		f.text[j].prefix = sep + sorted[j] + `="`
 	}
+	f.initProto(sorted)
 	return f
 }
 

@@ -1,22 +1,35 @@
 package collector
 
 import (
+	"fmt"
 	"io"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
-// WriteText writes the scrape in the Prometheus text format format, merged
-// by name with own (the exporter's own families, sorted by name, encoded by
-// expfmt). A family own has too is taken from the scrape.
+// Write writes the scrape in format, the Prometheus text format or the
+// delimited protobuf format (TypeTextPlain, TypeProtoDelim), merged by name
+// with own (the exporter's own families, sorted by name, encoded by
+// expfmt). A family own has too is taken from the scrape. It returns an
+// error for any other format; the caller must not ask for the dots escaping
+// scheme, which renames metrics.
 //
 // The samples are written straight from the compact blocks: a scrape of
 // 50,000 plan objects is ~500,000 series, and building a sample object for
 // each, checking, hashing and sorting them in a registry and encoding them
 // one by one costs seconds. Series are written grouped by family, families
 // sorted by name, series in the collectors' order (sorted by id).
-func (s *Scrape) WriteText(w io.Writer, format expfmt.Format, own []*dto.MetricFamily) error {
+func (s *Scrape) Write(w io.Writer, format expfmt.Format, own []*dto.MetricFamily) error {
+	var writeFamily func(tw *textWriter, f *family, blocks []*block)
+	switch format.FormatType() {
+	case expfmt.TypeTextPlain:
+		writeFamily = appendTextFamily
+	case expfmt.TypeProtoDelim:
+		writeFamily = appendProtoFamily
+	default:
+		return fmt.Errorf("cannot write format %q", format)
+	}
 	e := s.e
 	var tw *textWriter
 	if b, ok := e.texts.Get().(*[]byte); ok {
@@ -47,17 +60,21 @@ func (s *Scrape) WriteText(w io.Writer, format expfmt.Format, own []*dto.MetricF
 			e.logger.Error("metric family collected twice; serving the scrape's", "family", f.name)
 			i++
 		}
-		tw.buf = append(tw.buf, f.header...)
-		for _, b := range blocks {
-			if b.f == f {
-				b.appendText(tw)
-			}
-		}
+		writeFamily(tw, f, blocks)
 	}
 	for ; i < len(own); i++ {
 		encode(own[i])
 	}
 	return tw.close()
+}
+
+func appendTextFamily(tw *textWriter, f *family, blocks []*block) {
+	tw.buf = append(tw.buf, f.header...)
+	for _, b := range blocks {
+		if b.f == f {
+			b.appendText(tw)
+		}
+	}
 }
 
 func hasSamples(blocks []*block, f *family) bool {
@@ -82,7 +99,7 @@ func (s *Scrape) MetricFamilies() []*dto.MetricFamily {
 		mf := &dto.MetricFamily{Name: &f.name, Help: &f.help, Type: dto.MetricType_GAUGE.Enum()}
 		for _, b := range blocks {
 			if b.f == f {
-				mf.Metric = b.appendProto(mf.Metric, s.e.b)
+				mf.Metric = b.appendDTO(mf.Metric, s.e.b)
 			}
 		}
 		out = append(out, mf)
@@ -90,9 +107,9 @@ func (s *Scrape) MetricFamilies() []*dto.MetricFamily {
 	return out
 }
 
-// appendProto appends the block's samples as dto.Metrics, allocated in
+// appendDTO appends the block's samples as dto.Metrics, allocated in
 // slabs; consecutive rows share the label pairs of equal values.
-func (b *block) appendProto(dst []*dto.Metric, bu *builder) []*dto.Metric {
+func (b *block) appendDTO(dst []*dto.Metric, bu *builder) []*dto.Metric {
 	f, w := b.f, b.f.width
 	rows := b.rows()
 	n := rows * f.perRow()

@@ -177,11 +177,13 @@ func ScrapeTimeout(r *http.Request) time.Duration {
 var gzips = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 
 // Serve answers one request with scrape s and the families own gathers (nil
-// for none), as promhttp.HandlerFor(o) would. In the text format it writes
-// straight from the scrape's blocks; of o, ErrorLog, ErrorHandling,
+// for none), as promhttp.HandlerFor(o) would. In the two formats Prometheus
+// asks for, text and delimited protobuf, it writes straight from the
+// scrape's blocks (collector.Scrape.Write); of o, ErrorLog, ErrorHandling,
 // DisableCompression, OfferedCompressions (gzip or not), AcceptedFormats,
 // EnableOpenMetrics and ProcessStartTime are honoured there. Every other
-// format goes through promhttp.HandlerForTransactional.
+// format, name[] filters and the dots escaping scheme go through
+// promhttp.HandlerForTransactional over Gatherer(s, own).
 func Serve(w http.ResponseWriter, r *http.Request, s *collector.Scrape, own prometheus.Gatherer, o promhttp.HandlerOpts) {
 	accepted := o.AcceptedFormats
 	if len(accepted) == 0 {
@@ -191,9 +193,9 @@ func Serve(w http.ResponseWriter, r *http.Request, s *collector.Scrape, own prom
 		}
 	}
 	format := expfmt.NegotiateAccept(r.Header, accepted...)
-	if format.FormatType() != expfmt.TypeTextPlain || format.ToEscapingScheme() == model.DotsEscaping ||
-		(r.URL != nil && r.URL.Query().Has("name[]")) {
-		promhttp.HandlerForTransactional(&gatherer{s: s, own: own}, o).ServeHTTP(w, r)
+	if (format.FormatType() != expfmt.TypeTextPlain && format.FormatType() != expfmt.TypeProtoDelim) ||
+		format.ToEscapingScheme() == model.DotsEscaping || (r.URL != nil && r.URL.Query().Has("name[]")) {
+		promhttp.HandlerForTransactional(Gatherer(s, own), o).ServeHTTP(w, r)
 		return
 	}
 
@@ -234,14 +236,19 @@ func Serve(w http.ResponseWriter, r *http.Request, s *collector.Scrape, own prom
 		}
 	}
 	hd.Set("Content-Type", string(format))
-	if err := s.WriteText(out, format, mfs); err != nil && o.ErrorLog != nil {
+	if err := s.Write(out, format, mfs); err != nil && o.ErrorLog != nil {
 		o.ErrorLog.Println("error writing metrics:", err)
 	}
 }
 
-// gatherer is a prometheus.TransactionalGatherer over one scrape and the
-// exporter's own families, merged by name; a family both have is taken
-// from the scrape.
+// Gatherer is a prometheus.TransactionalGatherer over one scrape and the
+// families own gathers (nil for none), merged by name; a family both have
+// is taken from the scrape. The scrape's families are built from its blocks
+// on each Gather, without a registry.
+func Gatherer(s *collector.Scrape, own prometheus.Gatherer) prometheus.TransactionalGatherer {
+	return &gatherer{s: s, own: own}
+}
+
 type gatherer struct {
 	s   *collector.Scrape
 	own prometheus.Gatherer
