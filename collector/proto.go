@@ -16,7 +16,7 @@ import (
 const (
 	tagFamilyName   = 1<<3 | 2
 	tagFamilyHelp   = 2<<3 | 2
-	tagFamilyType   = 3<<3 | 0
+	tagFamilyType   = 3 << 3 // varint
 	tagFamilyMetric = 4<<3 | 2
 	tagMetricLabel  = 1<<3 | 2
 	tagMetricGauge  = 2<<3 | 2
