@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +259,55 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// TestScrapeDuringReload: a scrape running while a reload swaps the
+// exporter finishes on the exporter it started with, so it never reports
+// a false veeam_up 0; reloads from several callers at once all succeed.
+func TestScrapeDuringReload(t *testing.T) {
+	sim := startSim(t)
+	// Slow enough answers that reloads land in the middle of scrapes.
+	sim.SetFault(simulator.APIVSPC, simulator.Fault{Latency: 30 * time.Millisecond})
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
+	cfgFile := filepath.Join(dir, "cfg.yml")
+	writeFile(t, cfgFile, targetsYAML(sim, "first"))
+	a, err := newApp(cfgFile, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	h := a.routes()
+
+	stop := make(chan struct{})
+	var reloads sync.WaitGroup
+	for range 2 {
+		reloads.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if rec := post(h, "/-/reload"); rec.Code != http.StatusOK {
+					t.Errorf("reload: %d %s", rec.Code, rec.Body.String())
+					return
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	scrapes := 0
+	for time.Now().Before(deadline) {
+		if m := scrape(t, h); !strings.Contains(m, `veeam_up{target="first",type="vspc"} 1`) {
+			t.Fatalf("scrape %d during reloads:\n%s", scrapes, grepVeeamUp(m))
+		}
+		scrapes++
+	}
+	close(stop)
+	reloads.Wait()
+	if scrapes < 5 {
+		t.Errorf("only %d scrapes in 3s", scrapes)
+	}
+	t.Logf("%d scrapes during reloads", scrapes)
 }
