@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -267,6 +268,7 @@ func (a *app) routes() http.Handler {
 		Description: "Prometheus exporter and Alertmanager webhook receiver for Veeam failover",
 		Version:     version.Info(),
 		Links:       links,
+		Profiling:   strconv.FormatBool(a.web.enablePprof), // its heap and CPU profile links
 		Form: web.LandingForm{
 			Action: "/probe",
 			Inputs: []web.LandingFormInput{{Label: "Target", Type: "text", Name: "target", Placeholder: "target name"}},

@@ -18,6 +18,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,4 +312,61 @@ func TestScrapeDuringReload(t *testing.T) {
 		t.Errorf("only %d scrapes in 3s", scrapes)
 	}
 	t.Logf("%d scrapes during reloads", scrapes)
+}
+
+// TestLandingPageLinks: every link of the landing page is served; pprof is
+// linked and served only with --web.enable-pprof; the telemetry path moves
+// with --web.telemetry-path.
+func TestLandingPageLinks(t *testing.T) {
+	sim := startSim(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
+	cfgFile := filepath.Join(dir, "cfg.yml")
+	writeFile(t, cfgFile, targetsYAML(sim, "first"))
+	hrefs := regexp.MustCompile(`href="([^"]+)"`)
+	for _, tc := range []struct {
+		name      string
+		web       webOptions
+		metrics   string
+		wantPprof bool
+	}{
+		{"defaults", defaultWebOptions(), "/metrics", false},
+		{"pprof and telemetry path", webOptions{telemetryPath: "/veeam/metrics", maxRequests: 2, targetsOnMetrics: true, enablePprof: true}, "/veeam/metrics", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := newApp(cfgFile, false, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.close()
+			a.web = tc.web
+			h := a.routes()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+			page := rec.Body.String()
+			var links []string
+			for _, m := range hrefs.FindAllStringSubmatch(page, -1) {
+				if strings.HasPrefix(m[1], "/") {
+					links = append(links, m[1])
+				}
+			}
+			if !slices.Contains(links, tc.metrics) {
+				t.Errorf("landing page does not link %s: %v", tc.metrics, links)
+			}
+			if got := slices.Contains(links, "/debug/pprof/"); got != tc.wantPprof {
+				t.Errorf("pprof linked = %v, want %v", got, tc.wantPprof)
+			}
+			for _, l := range append(links, "/debug/pprof/", "/debug/pprof/heap") {
+				if strings.Contains(l, "seconds=") {
+					continue // a CPU profile takes that long
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, l, nil))
+				served := rec.Code != http.StatusNotFound
+				if linked := slices.Contains(links, l); served != linked {
+					t.Errorf("%s: linked %v, answered %d", l, linked, rec.Code)
+				}
+			}
+		})
+	}
 }
