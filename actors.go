@@ -4,14 +4,7 @@ package main
 func actorsFor(clients map[string]*targetClient) map[string]any {
 	out := make(map[string]any, len(clients))
 	for name, c := range clients {
-		switch {
-		case c.vspc != nil:
-			out[name] = c.vspc
-		case c.em != nil:
-			out[name] = c.em
-		case c.vbr != nil:
-			out[name] = c.vbr
-		}
+		out[name] = c.client
 	}
 	return out
 }

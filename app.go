@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -18,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
@@ -26,14 +27,21 @@ import (
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/exposition"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
 )
 
-// scrapeTimeoutOffset leaves time to render the answer before Prometheus gives up.
-const scrapeTimeoutOffset = 500 * time.Millisecond
+// webOptions are the serving flags (node_exporter's names where it has them).
+type webOptions struct {
+	telemetryPath    string // --web.telemetry-path
+	maxRequests      int    // --web.max-requests; 0 is no limit
+	targetsOnMetrics bool   // --web.targets-on-metrics: false serves only the exporter's own metrics there
+	enablePprof      bool   // --web.enable-pprof
+}
 
-// defaultScrapeTimeout applies when Prometheus sends no timeout header.
-const defaultScrapeTimeout = 30 * time.Second
+func defaultWebOptions() webOptions {
+	return webOptions{telemetryPath: "/metrics", maxRequests: 40, targetsOnMetrics: true}
+}
 
 // app is the running exporter: the config in force, one client per target
 // (kept across reloads while the target's config is unchanged, so a reload
@@ -46,6 +54,14 @@ type app struct {
 	apiMetrics *apiMetrics
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
+	web        webOptions
+
+	// Reloads, from SIGHUP and POST /-/reload, run one at a time on one
+	// goroutine (runReloads), as blackbox_exporter's do.
+	reloads     chan chan error
+	reloadCtx   context.Context // ends when the reload goroutine stops
+	stopReloads context.CancelFunc
+	background  sync.WaitGroup // the reload loop and the closing of replaced exporters
 
 	mu       sync.RWMutex
 	cfg      *config.Config
@@ -73,6 +89,8 @@ func newApp(configFile string, webAuth bool, logger *slog.Logger) (*app, error) 
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
 		clients: map[string]*targetClient{},
+		web:     defaultWebOptions(),
+		reloads: make(chan chan error),
 	}
 	a.apiMetrics = newAPIMetrics()
 	a.registry.MustRegister(
@@ -99,12 +117,41 @@ func newApp(configFile string, webAuth bool, logger *slog.Logger) (*app, error) 
 	a.exporter = a.buildExporter(cfg, clients)
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()
+	a.reloadCtx, a.stopReloads = context.WithCancel(context.Background())
+	a.background.Go(func() { a.runReloads(a.reloadCtx) })
 	logger.Info("configuration loaded", "file", configFile, "targets", len(cfg.Targets), "rules", len(cfg.Trigger.Rules), "armed", tr.Armed())
 	return a, nil
 }
 
-// reload loads the config file again; a bad file keeps the running config.
+// reload asks the reload goroutine to load the config file again and waits
+// for the answer; a bad file keeps the running config.
 func (a *app) reload() error {
+	done := make(chan error, 1)
+	select {
+	case a.reloads <- done:
+		return <-done
+	case <-a.reloadCtx.Done():
+		return errors.New("shutting down")
+	}
+}
+
+// runReloads runs every reload, one at a time, until ctx ends.
+func (a *app) runReloads(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case done := <-a.reloads:
+			done <- a.doReload()
+		}
+	}
+}
+
+// doReload swaps in the new config, clients, exporter and trigger rules.
+// The replaced exporter is closed in the background once the scrapes that
+// hold it are done, and then the clients no longer used are logged out of;
+// nothing of the old config is kept.
+func (a *app) doReload() error {
 	cfg, err := config.Load(a.configFile, config.LoadOptions{WebhookBasicAuth: a.webAuth})
 	if err != nil {
 		a.reloadOK.Set(0)
@@ -128,14 +175,17 @@ func (a *app) reload() error {
 	a.cfg, a.clients = cfg, clients
 	a.exporter = a.buildExporter(cfg, clients)
 	a.mu.Unlock()
-	oldExporter.Close()
-	closeClients(old, clients)
+	a.background.Go(func() {
+		oldExporter.Close()
+		closeClients(old, clients)
+	})
 	a.reloadOK.Set(1)
 	a.reloadTime.SetToCurrentTime()
 	a.logger.Info("configuration reloaded", "file", a.configFile, "targets", len(cfg.Targets), "rules", len(cfg.Trigger.Rules), "armed", a.trigger.Armed())
 	return nil
 }
 
+// reloadOnSIGHUP hands every SIGHUP to the reload goroutine.
 func (a *app) reloadOnSIGHUP(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -156,6 +206,8 @@ func (a *app) close() {
 	if err := a.trigger.Close(ctx); err != nil {
 		a.logger.Warn("trigger did not stop cleanly", "err", err)
 	}
+	a.stopReloads()
+	a.background.Wait()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.exporter.Close()
@@ -164,7 +216,15 @@ func (a *app) close() {
 
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", a.metricsHandler())
+	ex := exposition.New(a.holdExporter, exposition.Options{
+		Gatherer:    a.registry,
+		Registerer:  a.registry,
+		MaxRequests: a.web.maxRequests,
+		OwnOnly:     !a.web.targetsOnMetrics,
+		Logger:      a.logger.With("component", "exposition"),
+	})
+	mux.Handle(a.web.telemetryPath, ex.Metrics())
+	mux.Handle("/probe", ex.Probe())
 	mux.Handle("/webhook", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.currentTrigger().WebhookHandler().ServeHTTP(w, r)
 	}))
@@ -189,15 +249,29 @@ func (a *app) routes() http.Handler {
 		}
 		fmt.Fprintln(w, "Reloaded.")
 	})
+	links := []web.LandingLinks{
+		{Address: a.web.telemetryPath, Text: "Metrics"},
+		{Address: "/trigger", Text: "Trigger state"},
+		{Address: "/-/healthy", Text: "Health"},
+		{Address: "/-/ready", Text: "Readiness"},
+	}
+	if a.web.enablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		links = append(links, web.LandingLinks{Address: "/debug/pprof/", Text: "Profiling"})
+	}
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "Veeam Failover Exporter",
 		Description: "Prometheus exporter and Alertmanager webhook receiver for Veeam failover",
 		Version:     version.Info(),
-		Links: []web.LandingLinks{
-			{Address: "/metrics", Text: "Metrics"},
-			{Address: "/trigger", Text: "Trigger state"},
-			{Address: "/-/healthy", Text: "Health"},
-			{Address: "/-/ready", Text: "Readiness"},
+		Links:       links,
+		Profiling:   strconv.FormatBool(a.web.enablePprof), // its heap and CPU profile links
+		Form: web.LandingForm{
+			Action: "/probe",
+			Inputs: []web.LandingFormInput{{Label: "Target", Type: "text", Name: "target", Placeholder: "target name"}},
 		},
 	})
 	if err != nil {
@@ -214,54 +288,19 @@ func (a *app) currentTrigger() *trigger.Trigger {
 	return a.trigger
 }
 
-func (a *app) currentExporter() *collector.Exporter {
+// holdExporter returns the exporter in force, held open (collector
+// Exporter.Hold) so that a reload does not close it under the scrape.
+func (a *app) holdExporter() (*collector.Exporter, func(), bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return a.exporter
-}
-
-// metricsHandler serves the exporter's own metrics and one scrape of the
-// Veeam targets, run under a context bounded by Prometheus' own scrape
-// timeout.
-func (a *app) metricsHandler() http.Handler {
-	opts := promhttp.HandlerOpts{
-		ErrorLog:      slog.NewLogLogger(a.logger.Handler(), slog.LevelError),
-		ErrorHandling: promhttp.ContinueOnError,
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout(r))
-		defer cancel()
-		a.currentExporter().ServeMetrics(w, r.WithContext(ctx), a.registry, opts)
-	})
-}
-
-func scrapeTimeout(r *http.Request) time.Duration {
-	timeout := defaultScrapeTimeout
-	if v := r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
-			timeout = time.Duration(s * float64(time.Second))
-		}
-	}
-	if timeout > 2*scrapeTimeoutOffset {
-		timeout -= scrapeTimeoutOffset
-	}
-	return timeout
+	release, ok := a.exporter.Hold()
+	return a.exporter, release, ok
 }
 
 func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient) *collector.Exporter {
 	targets := make([]collector.Target, 0, len(cfg.Targets))
 	for _, t := range cfg.Targets {
-		c := clients[t.Name]
-		ct := collector.Target{Name: t.Name, Type: t.Type, Collectors: t.EffectiveCollectors()}
-		switch {
-		case c.vspc != nil:
-			ct.VSPC = c.vspc
-		case c.em != nil:
-			ct.EM = c.em
-		case c.vbr != nil:
-			ct.VBR = c.vbr
-		}
-		targets = append(targets, ct)
+		targets = append(targets, collector.Target{Name: t.Name, Type: t.Type, Collectors: t.EffectiveCollectors(), Client: clients[t.Name].client})
 	}
 	return collector.New(targets, collector.Options{
 		MinInterval:     time.Duration(cfg.Scrape.MinInterval),
@@ -300,11 +339,26 @@ func closeClients(clients, keep map[string]*targetClient) {
 	}
 }
 
+// checkConfig validates file; on success it prints what it checked and
+// SUCCESS, on failure only the problems, one per line.
 func checkConfig(w io.Writer, file string, webAuth bool) int {
-	if _, err := config.Load(file, config.LoadOptions{WebhookBasicAuth: webAuth}); err != nil {
+	cfg, err := config.Load(file, config.LoadOptions{WebhookBasicAuth: webAuth})
+	if err != nil {
 		printConfigErrors(w, err)
 		return 1
 	}
+	fmt.Fprintf(w, "Checking %s\n", file)
+	for _, t := range cfg.Targets {
+		fmt.Fprintf(w, "  target %s (%s %s): collectors %s\n", t.Name, t.Type, t.URL, strings.Join(t.Collectors, ", "))
+	}
+	for _, r := range cfg.Trigger.Rules {
+		fmt.Fprintf(w, "  rule %s: %s on %s\n", r.Name, r.Action.Type, r.Action.Target)
+	}
+	mode := "dry run"
+	if !cfg.Trigger.DryRun {
+		mode = "armed"
+	}
+	fmt.Fprintf(w, "SUCCESS: %d targets, %d rules, trigger %s\n", len(cfg.Targets), len(cfg.Trigger.Rules), mode)
 	return 0
 }
 

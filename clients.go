@@ -15,49 +15,44 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
+// veeamClient is what every Veeam client is to main: something to log out
+// of. The collectors and the trigger assert the readers and actors they
+// need.
+type veeamClient interface {
+	Close(ctx context.Context) error
+}
+
+// clientFor builds the client of each target type.
+var clientFor = map[string]func(veeam.ClientOptions) (veeamClient, error){
+	veeam.TypeVSPC: func(o veeam.ClientOptions) (veeamClient, error) { return vspc.New(o) },
+	veeam.TypeEM:   func(o veeam.ClientOptions) (veeamClient, error) { return em.New(o) },
+	veeam.TypeVBR:  func(o veeam.ClientOptions) (veeamClient, error) { return vbr.New(o) },
+}
+
 func newTargetClient(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) (*targetClient, error) {
-	o := clientOptions(t, concurrency, m, logger)
-	tc := &targetClient{target: t, concurrency: concurrency}
-	var err error
-	switch t.Type {
-	case veeam.TypeVSPC:
-		tc.vspc, err = vspc.New(o)
-		if err == nil {
-			tc.closeFn = tc.vspc.Close
-		}
-	case veeam.TypeEM:
-		tc.em, err = em.New(o)
-		if err == nil {
-			tc.closeFn = tc.em.Close
-		}
-	case veeam.TypeVBR:
-		tc.vbr, err = vbr.New(o)
-		if err == nil {
-			tc.closeFn = tc.vbr.Close
-		}
-	default:
-		err = fmt.Errorf("unknown type %q", t.Type)
+	build, ok := clientFor[t.Type]
+	if !ok {
+		return nil, fmt.Errorf("target %q: unknown type %q", t.Name, t.Type)
 	}
+	c, err := build(clientOptions(t, concurrency, m, logger))
 	if err != nil {
 		return nil, fmt.Errorf("target %q: %w", t.Name, err)
 	}
-	return tc, nil
+	return &targetClient{target: t, concurrency: concurrency, client: c}, nil
 }
 
-// targetClient is the one client of a target, shared by collectors and trigger.
+// targetClient is the one client of a target, shared by collectors and
+// trigger, with the config it was built from.
 type targetClient struct {
 	target      config.Target
 	concurrency int
-	vspc        *vspc.Client
-	em          *em.Client
-	vbr         *vbr.Client
-	closeFn     func(context.Context) error
+	client      veeamClient // *vspc.Client, *em.Client or *vbr.Client
 }
 
 func (c *targetClient) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = c.closeFn(ctx)
+	_ = c.client.Close(ctx)
 }
 
 func clientOptions(t config.Target, concurrency int, m *apiMetrics, logger *slog.Logger) veeam.ClientOptions {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -35,8 +36,13 @@ func run(args []string) int {
 		demoMode    = app.Flag("demo", "Run against the embedded Veeam simulator with the trigger armed against it.").Bool()
 		testPayload = app.Flag("trigger.test-payload", "Print, for each alert of this Alertmanager payload file, which rule matches and which guard would stop it; calls nothing.").String()
 		toolkit     = webflag.AddFlags(app, ":9852")
+		webOpts     = defaultWebOptions()
 		logConfig   = &promslog.Config{}
 	)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(webOpts.telemetryPath).StringVar(&webOpts.telemetryPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (/metrics and /probe). Use 0 to disable.").Default(strconv.Itoa(webOpts.maxRequests)).IntVar(&webOpts.maxRequests)
+	app.Flag("web.targets-on-metrics", "Scrape every target on the telemetry path; with --no-web.targets-on-metrics it serves only the exporter's own metrics and targets are scraped through /probe?target=NAME.").Default("true").BoolVar(&webOpts.targetsOnMetrics)
+	app.Flag("web.enable-pprof", "Serve Go profiling under /debug/pprof/.").Default("false").BoolVar(&webOpts.enablePprof)
 	promslogflag.AddFlags(app, logConfig)
 	app.Version(version.Print(exporterName))
 	app.HelpFlag.Short('h')
@@ -76,6 +82,7 @@ func run(args []string) int {
 		return 1
 	}
 	defer a.close()
+	a.web = webOpts
 
 	srv := &http.Server{Handler: a.routes()}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -18,7 +18,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,8 +46,8 @@ func TestConfigCheckExitCodes(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("exit code %d, want %d; output:\n%s", got, tc.want, out.String())
 			}
-			if tc.want == 0 && out.Len() != 0 {
-				t.Errorf("a valid config printed %q", out.String())
+			if tc.want == 0 && (!strings.Contains(out.String(), "SUCCESS") || !strings.Contains(out.String(), "Checking "+tc.file)) {
+				t.Errorf("a valid config printed %q, want what was checked and SUCCESS", out.String())
 			}
 			if tc.want == 1 && tc.file == "config/testdata/multi_error.yml" {
 				lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -258,4 +261,112 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+// TestScrapeDuringReload: a scrape running while a reload swaps the
+// exporter finishes on the exporter it started with, so it never reports
+// a false veeam_up 0; reloads from several callers at once all succeed.
+func TestScrapeDuringReload(t *testing.T) {
+	sim := startSim(t)
+	// Slow enough answers that reloads land in the middle of scrapes.
+	sim.SetFault(simulator.APIVSPC, simulator.Fault{Latency: 30 * time.Millisecond})
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
+	cfgFile := filepath.Join(dir, "cfg.yml")
+	writeFile(t, cfgFile, targetsYAML(sim, "first"))
+	a, err := newApp(cfgFile, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	h := a.routes()
+
+	stop := make(chan struct{})
+	var reloads sync.WaitGroup
+	for range 2 {
+		reloads.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if rec := post(h, "/-/reload"); rec.Code != http.StatusOK {
+					t.Errorf("reload: %d %s", rec.Code, rec.Body.String())
+					return
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	scrapes := 0
+	for time.Now().Before(deadline) {
+		if m := scrape(t, h); !strings.Contains(m, `veeam_up{target="first",type="vspc"} 1`) {
+			t.Fatalf("scrape %d during reloads:\n%s", scrapes, grepVeeamUp(m))
+		}
+		scrapes++
+	}
+	close(stop)
+	reloads.Wait()
+	if scrapes < 5 {
+		t.Errorf("only %d scrapes in 3s", scrapes)
+	}
+	t.Logf("%d scrapes during reloads", scrapes)
+}
+
+// TestLandingPageLinks: every link of the landing page is served; pprof is
+// linked and served only with --web.enable-pprof; the telemetry path moves
+// with --web.telemetry-path.
+func TestLandingPageLinks(t *testing.T) {
+	sim := startSim(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
+	cfgFile := filepath.Join(dir, "cfg.yml")
+	writeFile(t, cfgFile, targetsYAML(sim, "first"))
+	hrefs := regexp.MustCompile(`href="([^"]+)"`)
+	for _, tc := range []struct {
+		name      string
+		web       webOptions
+		metrics   string
+		wantPprof bool
+	}{
+		{"defaults", defaultWebOptions(), "/metrics", false},
+		{"pprof and telemetry path", webOptions{telemetryPath: "/veeam/metrics", maxRequests: 2, targetsOnMetrics: true, enablePprof: true}, "/veeam/metrics", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := newApp(cfgFile, false, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.close()
+			a.web = tc.web
+			h := a.routes()
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+			page := rec.Body.String()
+			var links []string
+			for _, m := range hrefs.FindAllStringSubmatch(page, -1) {
+				if strings.HasPrefix(m[1], "/") {
+					links = append(links, m[1])
+				}
+			}
+			if !slices.Contains(links, tc.metrics) {
+				t.Errorf("landing page does not link %s: %v", tc.metrics, links)
+			}
+			if got := slices.Contains(links, "/debug/pprof/"); got != tc.wantPprof {
+				t.Errorf("pprof linked = %v, want %v", got, tc.wantPprof)
+			}
+			for _, l := range append(links, "/debug/pprof/", "/debug/pprof/heap") {
+				if strings.Contains(l, "seconds=") {
+					continue // a CPU profile takes that long
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, l, nil))
+				served := rec.Code != http.StatusNotFound
+				if linked := slices.Contains(links, l); served != linked {
+					t.Errorf("%s: linked %v, answered %d", l, linked, rec.Code)
+				}
+			}
+		})
+	}
 }

@@ -21,7 +21,7 @@ import (
 	promconfig "github.com/prometheus/common/config"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
-	"github.com/veeam-failover/veeam_failover_exporter/config"
+	"github.com/veeam-failover/veeam_failover_exporter/exposition"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
@@ -155,9 +155,9 @@ func newVSPCPath(url string, ca []byte, concurrency int) (*vspcPath, error) {
 }
 
 // vspcCollectorTarget is the VSPC target with both of its collectors.
-func vspcCollectorTarget(r collector.VSPCReader) collector.Target {
-	return collector.Target{Name: vspcTarget, Type: veeam.TypeVSPC, VSPC: r,
-		Collectors: []string{config.CollectorFailoverPlans, config.CollectorFailoverPlanObjects}}
+func vspcCollectorTarget(r any) collector.Target {
+	return collector.Target{Name: vspcTarget, Type: veeam.TypeVSPC, Client: r,
+		Collectors: []string{collector.FailoverPlans, collector.FailoverPlanObjects}}
 }
 
 func (p *vspcPath) close() {
@@ -185,7 +185,7 @@ var metricsRequest = func() *http.Request {
 // returns the body size.
 func serve(exp *collector.Exporter) (int, error) {
 	w := &discard{h: http.Header{}}
-	exp.ServeMetrics(w, metricsRequest, prometheus.NewRegistry(), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	exposition.Serve(w, metricsRequest, exp.Scrape(metricsRequest.Context()), prometheus.NewRegistry(), promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	if w.n == 0 {
 		return 0, errors.New("empty exposition")
 	}

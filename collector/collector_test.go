@@ -25,7 +25,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
-	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
@@ -82,21 +81,21 @@ func target(t testing.TB, sim *simulator.Simulator, typ, name, password string, 
 		var c *vspc.Client
 		c, err = vspc.New(clientOptions(name, sim.VSPCURL(), password))
 		if err == nil {
-			ct.VSPC = c
+			ct.Client = c
 			t.Cleanup(func() { _ = c.Close(context.Background()) })
 		}
 	case veeam.TypeEM:
 		var c *em.Client
 		c, err = em.New(clientOptions(name, sim.EMURL(), password))
 		if err == nil {
-			ct.EM = c
+			ct.Client = c
 			t.Cleanup(func() { _ = c.Close(context.Background()) })
 		}
 	case veeam.TypeVBR:
 		var c *vbr.Client
 		c, err = vbr.New(clientOptions(name, sim.VBRURL(), password))
 		if err == nil {
-			ct.VBR = c
+			ct.Client = c
 			t.Cleanup(func() { _ = c.Close(context.Background()) })
 		}
 	}
@@ -400,15 +399,15 @@ func TestFailingTargets(t *testing.T) {
 	expect(t, s, k("veeam_up", "target", "broken", "type", "em"), 0)
 	expect(t, s, k("veeam_up", "target", "good", "type", "vbr"), 1)
 	for _, c := range []struct{ target, collector string }{
-		{"bad-login", config.CollectorFailoverPlans}, {"bad-login", config.CollectorFailoverPlanObjects},
-		{"broken", config.CollectorFailoverPlans}, {"broken", config.CollectorCloudFailoverSessions},
+		{"bad-login", collector.FailoverPlans}, {"bad-login", collector.FailoverPlanObjects},
+		{"broken", collector.FailoverPlans}, {"broken", collector.CloudFailoverSessions},
 	} {
 		expect(t, s, k("veeam_scrape_collector_success", "target", c.target, "collector", c.collector), 0)
 		if _, ok := s[k("veeam_scrape_collector_duration_seconds", "target", c.target, "collector", c.collector)]; !ok {
 			t.Errorf("no duration for %s/%s", c.target, c.collector)
 		}
 	}
-	expect(t, s, k("veeam_scrape_collector_success", "target", "good", "collector", config.CollectorReplicas), 1)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "good", "collector", collector.Replicas), 1)
 	if n := count(s, "veeam_replica_info", "target", "good"); n != 2 {
 		t.Errorf("good target: %d replicas, want 2", n)
 	}
@@ -458,10 +457,10 @@ func TestScrapeTimeout(t *testing.T) {
 	if took := time.Since(start); took > 1200*time.Millisecond {
 		t.Errorf("scrape took %v with a 400ms deadline", took)
 	}
-	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlans), 1)
-	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlanObjects), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", collector.FailoverPlans), 1)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", collector.FailoverPlanObjects), 0)
 	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 0)
-	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", config.CollectorFailoverPlanObjects)]; d < 0.3 || d > 1.2 {
+	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", collector.FailoverPlanObjects)]; d < 0.3 || d > 1.2 {
 		t.Errorf("duration of the unfinished collector = %g, want about the 0.4s waited", d)
 	}
 	if n := count(s, "veeam_failover_plan_info"); n != 2 {
@@ -485,7 +484,7 @@ func TestScrapeTimeout(t *testing.T) {
 	before := objectReads()
 	s = series(gather(t, e, context.Background()))
 	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 1)
-	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", config.CollectorFailoverPlanObjects)]; d < slow.Seconds() {
+	if d := s[k("veeam_scrape_collector_duration_seconds", "target", "vspc", "collector", collector.FailoverPlanObjects)]; d < slow.Seconds() {
 		t.Errorf("duration %g, want the whole fetch (>= %v)", d, slow)
 	}
 	if after := objectReads(); after != before {
@@ -502,7 +501,7 @@ func TestScrapeTimeout(t *testing.T) {
 	cancel2()
 	s = series(gather(t, e, done))
 	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 0)
-	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", config.CollectorFailoverPlans), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vspc", "collector", collector.FailoverPlans), 0)
 }
 
 // clock is a settable clock for cache ages.
@@ -611,7 +610,7 @@ func TestSingleflight(t *testing.T) {
 // series; the counts cover all.
 func TestSessionsPerPlan(t *testing.T) {
 	sim := startSim(t, simulator.Options{Seed: 11, Now: fixedClock, EM: simulator.EMOptions{Plans: 3, CloudSessions: 30, CdpReplicas: -1}})
-	ems := target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword, config.CollectorCloudFailoverSessions)
+	ems := target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword, collector.CloudFailoverSessions)
 	byPlan := map[string][]simulator.EMCloudSession{}
 	total := 0
 	for _, cs := range sim.Estate().EM.CloudSessions {
@@ -650,7 +649,7 @@ func TestSessionsPerPlan(t *testing.T) {
 // TestPerObject: without per-object series only the per-plan counts remain.
 func TestPerObject(t *testing.T) {
 	sim := startSim(t, simulator.Options{Seed: 13, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 4}})
-	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, config.CollectorFailoverPlanObjects)
+	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, collector.FailoverPlanObjects)
 	for _, perObject := range []bool{true, false} {
 		e := newExporter(t, []collector.Target{tgt}, collector.Options{PerObject: perObject})
 		s := series(gather(t, e, context.Background()))
@@ -674,7 +673,7 @@ func TestInvalidTargets(t *testing.T) {
 	sim := startSim(t, simulator.Options{Seed: 1, Now: fixedClock, VBR: simulator.VBROptions{Replicas: 1, PointsPerReplica: 1}})
 	good := target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword)
 	wrong := good
-	wrong.Name, wrong.Collectors = "vbr-wrong", []string{config.CollectorReplicas, config.CollectorFailoverPlans}
+	wrong.Name, wrong.Collectors = "vbr-wrong", []string{collector.Replicas, collector.FailoverPlans}
 	e := newExporter(t, []collector.Target{
 		good,
 		wrong,
@@ -684,10 +683,10 @@ func TestInvalidTargets(t *testing.T) {
 	s := series(gather(t, e, context.Background()))
 	expect(t, s, k("veeam_up", "target", "vbr", "type", "vbr"), 1)
 	expect(t, s, k("veeam_up", "target", "vbr-wrong", "type", "vbr"), 0)
-	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", config.CollectorReplicas), 1)
-	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", config.CollectorFailoverPlans), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", collector.Replicas), 1)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "vbr-wrong", "collector", collector.FailoverPlans), 0)
 	expect(t, s, k("veeam_up", "target", "no-client", "type", "vspc"), 0)
-	expect(t, s, k("veeam_scrape_collector_success", "target", "no-client", "collector", config.CollectorFailoverPlanObjects), 0)
+	expect(t, s, k("veeam_scrape_collector_success", "target", "no-client", "collector", collector.FailoverPlanObjects), 0)
 }
 
 // TestPromtool runs `promtool check metrics` on a full scrape of all three
@@ -731,7 +730,7 @@ func BenchmarkCollectPlanObjects(b *testing.B) {
 	const perPlan = 5
 	objects := plans * perPlan
 	sim := startSim(b, simulator.Options{Seed: 1, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: plans, ObjectsPerPlan: perPlan, BackupServers: 10}})
-	tgt := target(b, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, config.CollectorFailoverPlanObjects)
+	tgt := target(b, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, collector.FailoverPlanObjects)
 	e := newExporter(b, []collector.Target{tgt}, collector.Options{PerObject: true})
 	if n := len(gather(b, e, context.Background())); n == 0 { // logs in
 		b.Fatal("no metrics")
@@ -758,7 +757,7 @@ func BenchmarkCollectPlanObjects(b *testing.B) {
 	})
 	b.Run("client", func(b *testing.B) {
 		perObject(b, func() {
-			if _, err := tgt.VSPC.ListFailoverPlanObjects(context.Background()); err != nil {
+			if _, err := tgt.Client.(*vspc.Client).ListFailoverPlanObjects(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		})

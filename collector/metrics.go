@@ -14,15 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// Source endpoints named in HELP texts, so that a reader of /metrics knows
-// which API call a number comes from.
 const (
-	srcVSPCPlans    = "VSPC GET /api/v3/infrastructure/backupServers/failoverplans"
-	srcVSPCObjects  = "VSPC GET /api/v3/infrastructure/backupServers/failoverplans/objects"
-	srcEMPlans      = "EM GET /api/query?type=FailoverPlan"
-	srcEMSessions   = "EM GET /api/query?type=CloudFailoverSession"
-	srcVBRReplicas  = "VBR GET /api/v1/replicas"
-	srcVBRPoints    = "VBR GET /api/v1/replicaPoints"
 	stateUnknown    = "Unknown"
 	stateNone       = "None"
 	labelTarget     = "target"
@@ -35,26 +27,6 @@ const (
 	labelResult     = "result"
 	labelCollector  = "collector"
 	labelTargetType = "type"
-)
-
-// The documented values of every enum exported as a stateset. Each stateset
-// emits one series per value, 1 for the current one, so that `== 1` and
-// absent() queries work. A value the exporter does not know (a newer product
-// version) is reported as Unknown.
-var (
-	// VSPC BackupFailoverPlan.status.
-	planStatuses = []string{"Ready", "InProgress", "InUndoProgress", "Completed", "Success", "Failed", "UndoFailed", stateUnknown}
-	// VSPC BackupFailoverPlan.lastSession.status.
-	lastSessionStatuses = []string{"Success", "Warning", "Failed", stateNone, stateUnknown}
-	// VSPC restoreSession.backupStatus; None when the VM has no restore
-	// session (the plan never ran).
-	restoreStatuses = []string{"Running", "Success", "Warning", "Failed", stateNone, stateUnknown}
-	// EM CloudFailoverSession.State.
-	sessionStates = []string{"Starting", "Stopping", "Working", "Stopped", stateUnknown}
-	// EM CloudFailoverSession.Result; None while a session has no result yet.
-	sessionResults = []string{"Success", "Warning", "Failed", stateNone, stateUnknown}
-	// VBR EReplicaState.
-	replicaStates = []string{"Ready", "Processing", "SureBackup", "Failover", "FailedFailover", "PermanentFailover", "Failback", "ReadyToSwitch", stateUnknown}
 )
 
 // familyKind says how a family's rows become samples.
@@ -76,6 +48,7 @@ const (
 // and is not passed to the methods below.
 type family struct {
 	name       string
+	help       string
 	kind       familyKind
 	desc       *prometheus.Desc
 	labels     []string // in Desc order
@@ -90,6 +63,11 @@ type family struct {
 	// name order, each with what precedes its value.
 	header []byte
 	text   []textLabel
+	// For the protobuf exposition, by label in name order: the encoded
+	// name part of a label pair (name field and the value's tag); and for
+	// each state, its whole encoded label field.
+	protoNames  [][]byte
+	stateFields [][]byte
 }
 
 // textLabel is one label of a sample line: prefix is `name{label="` for the
@@ -103,6 +81,7 @@ type textLabel struct {
 func newFamily(name, help string, kind familyKind, labels []string, states []string) *family {
 	f := &family{
 		name:    name,
+		help:    help,
 		kind:    kind,
 		desc:    prometheus.NewDesc(name, help, labels, nil),
 		labels:  labels,
@@ -144,6 +123,7 @@ func newFamily(name, help string, kind familyKind, labels []string, states []str
 		}
 		f.text[j].prefix = sep + sorted[j] + `="`
 	}
+	f.initProto(sorted)
 	return f
 }
 
@@ -492,113 +472,57 @@ func unixSeconds(t time.Time) float64 {
 	return float64(t.Unix()) + float64(t.Nanosecond())/1e9
 }
 
-// metrics holds every family the exporter emits.
-type metrics struct {
-	up, success, duration *family
-
-	planInfo, planStatus, planObjects, planLastEnd, planLastStatus *family
-
-	objectInfo, objectStatus, objectPoint, objectsByStatus *family
-
-	sessions, sessionInfo, sessionState, sessionResult, sessionProgress, sessionStart, sessionEnd *family
-
-	replicaInfo, replicaState, replicaPoint *family
+// familySpec declares a metric family. Each Exporter builds its family
+// from it, as HELP texts name Options.MinInterval.
+type familySpec struct {
+	name, help string
+	kind       familyKind
+	labels     []string
+	states     []string
 }
 
-func newMetrics(minInterval time.Duration) *metrics {
-	suffix := ""
-	if minInterval > 0 {
-		suffix = " (cached up to " + model.Duration(minInterval).String() + ")"
-	}
-	g := func(name, help string, labels ...string) *family {
-		return newFamily(name, help+suffix, kindGauge, labels, nil)
-	}
-	cnt := func(name, help string, states []string, labels ...string) *family {
-		return newFamily(name, help+suffix, kindCounts, labels, states)
-	}
-	ss := func(name, help string, states []string, labels ...string) *family {
-		return newFamily(name, help+" One series per value ("+strings.Join(states, ", ")+"), 1 for the current."+suffix, kindStateset, labels, states)
-	}
-	return &metrics{
-		up: g("veeam_up",
-			"1 when the last scrape of this Veeam target authenticated and read all its collectors, else 0.",
-			labelTarget, labelTargetType),
-		success: g("veeam_scrape_collector_success",
-			"1 when the collector read its Veeam API before the scrape deadline, else 0.",
-			labelTarget, labelCollector),
-		duration: g("veeam_scrape_collector_duration_seconds",
-			"How long the collector's Veeam API reads took, or waited until the scrape deadline.",
-			labelTarget, labelCollector),
-
-		planInfo: g("veeam_failover_plan_info",
-			"Failover plan, always 1; from "+srcVSPCPlans+" or "+srcEMPlans+" (EM has no type or tenant).",
-			labelTarget, labelPlanID, "plan", "backup_server_id", "type", "tenant_id"),
-		planStatus: ss("veeam_failover_plan_status",
-			"Failover plan status, from "+srcVSPCPlans+" (status).",
-			planStatuses, labelTarget, labelPlanID, labelStatus),
-		planObjects: g("veeam_failover_plan_objects",
-			"VMs in the failover plan; "+srcVSPCPlans+" (objectsCount) or "+srcEMPlans+" (FailoveredVm count).",
-			labelTarget, labelPlanID),
-		planLastEnd: g("veeam_failover_plan_last_session_end_timestamp_seconds",
-			"End of the failover plan's last session, Unix time; "+srcVSPCPlans+" (lastSession.endTime, VSPC >= 3.6.1).",
-			labelTarget, labelPlanID),
-		planLastStatus: ss("veeam_failover_plan_last_session_status",
-			"Status of the failover plan's last session; "+srcVSPCPlans+" (lastSession.status, VSPC >= 3.6.1).",
-			lastSessionStatuses, labelTarget, labelPlanID, labelStatus),
-
-		objectInfo: g("veeam_failover_plan_object_info",
-			"VM in a failover plan, always 1; from "+srcVSPCObjects+".",
-			labelTarget, labelPlanID, labelObjectID, "object", "host"),
-		objectStatus: ss("veeam_failover_plan_object_restore_status",
-			"Status of the VM's restore session (None: no restore session); "+srcVSPCObjects+" (restoreSession.backupStatus).",
-			restoreStatuses, labelTarget, labelPlanID, labelObjectID, labelStatus),
-		objectPoint: g("veeam_failover_plan_object_restore_point_timestamp_seconds",
-			"Creation time of the restore point the VM would fail over to (RPO), Unix time; "+srcVSPCObjects+" (restoreSession.restorePointDateTime).",
-			labelTarget, labelPlanID, labelObjectID),
-		objectsByStatus: cnt("veeam_failover_plan_objects_by_restore_status",
-			"VMs in the failover plan per restore session status (None: no restore session), zeros included; "+srcVSPCObjects+".",
-			restoreStatuses, labelTarget, labelPlanID, labelStatus),
-
-		sessions: cnt("veeam_cloud_failover_sessions",
-			"Cloud failover sessions EM reports (last 30 days) per state and result (None: no result yet), zeros included; "+srcEMSessions+".",
-			sessionResults, labelTarget, labelState, labelResult),
-		sessionInfo: g("veeam_cloud_failover_session_info",
-			"Cloud failover session, always 1, for the newest sessions of each plan (plan is the session name); "+srcEMSessions+".",
-			labelTarget, labelSessionID, "plan"),
-		sessionState: ss("veeam_cloud_failover_session_state",
-			"State of the cloud failover session; "+srcEMSessions+" (State).",
-			sessionStates, labelTarget, labelSessionID, labelState),
-		sessionResult: ss("veeam_cloud_failover_session_result",
-			"Result of the cloud failover session (None: no result yet); "+srcEMSessions+" (Result).",
-			sessionResults, labelTarget, labelSessionID, labelResult),
-		sessionProgress: g("veeam_cloud_failover_session_progress_ratio",
-			"Progress of the cloud failover session, 0 to 1; "+srcEMSessions+" (Progress).",
-			labelTarget, labelSessionID),
-		sessionStart: g("veeam_cloud_failover_session_start_timestamp_seconds",
-			"Start of the cloud failover session, Unix time; "+srcEMSessions+" (CreationTimeUTC).",
-			labelTarget, labelSessionID),
-		sessionEnd: g("veeam_cloud_failover_session_end_timestamp_seconds",
-			"End of the cloud failover session once it ended, Unix time; "+srcEMSessions+" (EndTimeUTC).",
-			labelTarget, labelSessionID),
-
-		replicaInfo: g("veeam_replica_info",
-			"Replica, always 1; from "+srcVBRReplicas+".",
-			labelTarget, labelReplicaID, "replica", "type"),
-		replicaState: ss("veeam_replica_state",
-			"State of the replica; "+srcVBRReplicas+" (state).",
-			replicaStates, labelTarget, labelReplicaID, labelState),
-		replicaPoint: g("veeam_replica_latest_point_timestamp_seconds",
-			"Creation time of the replica's newest restore point (RPO), Unix time; "+srcVBRPoints+".",
-			labelTarget, labelReplicaID),
-	}
+// gaugeFamily declares a family with one sample per row.
+func gaugeFamily(name, help string, labels ...string) *familySpec {
+	return &familySpec{name: name, help: help, kind: kindGauge, labels: labels}
 }
 
-func (m *metrics) all() []*family {
-	return []*family{
-		m.up, m.success, m.duration,
-		m.planInfo, m.planStatus, m.planObjects, m.planLastEnd, m.planLastStatus,
-		m.objectInfo, m.objectStatus, m.objectPoint, m.objectsByStatus,
-		m.sessions, m.sessionInfo, m.sessionState, m.sessionResult, m.sessionProgress, m.sessionStart, m.sessionEnd,
-		m.replicaInfo, m.replicaState, m.replicaPoint,
-	}
+// statesetFamily declares a stateset: one sample per state, 1 for the
+// current; the state label is the last of labels.
+func statesetFamily(name, help string, states []string, labels ...string) *familySpec {
+	help += " One series per value (" + strings.Join(states, ", ") + "), 1 for the current."
+	return &familySpec{name: name, help: help, kind: kindStateset, labels: labels, states: states}
 }
+
+// countsFamily declares one count per state; the state label is the last
+// of labels.
+func countsFamily(name, help string, states []string, labels ...string) *familySpec {
+	return &familySpec{name: name, help: help, kind: kindCounts, labels: labels, states: states}
+}
+
+// build makes the family, with suffix appended to its HELP text.
+func (s *familySpec) build(suffix string) *family {
+	return newFamily(s.name, s.help+suffix, s.kind, s.labels, s.states)
+}
+
+// helpSuffix is what HELP texts say of Options.MinInterval.
+func helpSuffix(minInterval time.Duration) string {
+	if minInterval <= 0 {
+		return ""
+	}
+	return " (cached up to " + model.Duration(minInterval).String() + ")"
+}
+
+// The status families: veeam_up and how each collector of a target fared,
+// for every target whatever its collectors.
+var (
+	upFamily = gaugeFamily("veeam_up",
+		"1 when the last scrape of this Veeam target authenticated and read all its collectors, else 0.",
+		labelTarget, labelTargetType)
+	successFamily = gaugeFamily("veeam_scrape_collector_success",
+		"1 when the collector read its Veeam API before the scrape deadline, else 0.",
+		labelTarget, labelCollector)
+	durationFamily = gaugeFamily("veeam_scrape_collector_duration_seconds",
+		"How long the collector's Veeam API reads took, or waited until the scrape deadline.",
+		labelTarget, labelCollector)
+	statusFamilies = []*familySpec{upFamily, successFamily, durationFamily}
+)

@@ -3,23 +3,22 @@ package collector
 import "testing"
 
 func TestStateIndex(t *testing.T) {
-	m := newMetrics(0)
 	cases := []struct {
 		f    *family
 		in   string
 		want string
 	}{
-		{m.planStatus, "Ready", "Ready"},
-		{m.planStatus, "inundoprogress", "InUndoProgress"},
-		{m.planStatus, "Exploded", "Unknown"},
-		{m.planStatus, "", "Unknown"},
-		{m.planLastStatus, "", "None"},
-		{m.objectStatus, "", "None"},
-		{m.objectStatus, "Warning", "Warning"},
-		{m.sessionResult, "", "None"},
-		{m.sessionState, "Pausing", "Unknown"},
-		{m.replicaState, "PermanentFailover", "PermanentFailover"},
-		{m.replicaState, "ActionRequired", "Unknown"},
+		{planStatus.build(""), "Ready", "Ready"},
+		{planStatus.build(""), "inundoprogress", "InUndoProgress"},
+		{planStatus.build(""), "Exploded", "Unknown"},
+		{planStatus.build(""), "", "Unknown"},
+		{planLastStatus.build(""), "", "None"},
+		{objectStatus.build(""), "", "None"},
+		{objectStatus.build(""), "Warning", "Warning"},
+		{sessionResult.build(""), "", "None"},
+		{sessionState.build(""), "Pausing", "Unknown"},
+		{replicaState.build(""), "PermanentFailover", "PermanentFailover"},
+		{replicaState.build(""), "ActionRequired", "Unknown"},
 	}
 	for _, c := range cases {
 		if got := c.f.states[c.f.index(c.in)]; got != c.want {

@@ -12,22 +12,61 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
-// replicas is the replicas collector (VBR): per replica its info, state and
-// the time of its newest restore point.
-func (e *Exporter) replicas(ctx context.Context, t *target) ([]*block, error) {
+// Replicas is the replicas collector (VBR: GET /api/v1/replicas and GET
+// /api/v1/replicaPoints):
+//
+//	veeam_replica_info{target,replica_id,replica,type}      1
+//	veeam_replica_state{target,replica_id,state}            Ready, Processing, SureBackup, Failover, FailedFailover,
+//	                                                        PermanentFailover, Failback, ReadyToSwitch, Unknown
+//	veeam_replica_latest_point_timestamp_seconds{target,replica_id}   newest restore point (RPO), when it has one
+const Replicas = "replicas"
+
+// replicaLister is what replicas reads; *vbr.Client implements it.
+type replicaLister interface {
+	ListReplicas(ctx context.Context) ([]veeam.Replica, error)
+	ListReplicaPoints(ctx context.Context) ([]veeam.ReplicaPoint, error)
+}
+
+const (
+	srcVBRReplicas = "VBR GET /api/v1/replicas"
+	srcVBRPoints   = "VBR GET /api/v1/replicaPoints"
+)
+
+var (
+	// VBR EReplicaState.
+	replicaStates = []string{"Ready", "Processing", "SureBackup", "Failover", "FailedFailover", "PermanentFailover", "Failback", "ReadyToSwitch", stateUnknown}
+
+	replicaInfo = gaugeFamily("veeam_replica_info",
+		"Replica, always 1; from "+srcVBRReplicas+".",
+		labelTarget, labelReplicaID, "replica", "type")
+	replicaState = statesetFamily("veeam_replica_state",
+		"State of the replica; "+srcVBRReplicas+" (state).",
+		replicaStates, labelTarget, labelReplicaID, labelState)
+	replicaPoint = gaugeFamily("veeam_replica_latest_point_timestamp_seconds",
+		"Creation time of the replica's newest restore point (RPO), Unix time; "+srcVBRPoints+".",
+		labelTarget, labelReplicaID)
+)
+
+func init() {
+	register(Replicas, []string{veeam.TypeVBR}, []*familySpec{replicaInfo, replicaState, replicaPoint}, readReplicas)
+}
+
+// readReplicas is, per replica, its info, state and the time of its newest
+// restore point.
+func readReplicas(ctx context.Context, c *collector, r replicaLister) ([]*block, error) {
 	var (
 		replicas []veeam.Replica
 		points   []veeam.ReplicaPoint
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		if replicas, err = t.VBR.ListReplicas(gctx); err != nil {
+		if replicas, err = r.ListReplicas(gctx); err != nil {
 			return fmt.Errorf("list replicas: %w", err)
 		}
 		return nil
 	})
 	g.Go(func() (err error) {
-		if points, err = t.VBR.ListReplicaPoints(gctx); err != nil {
+		if points, err = r.ListReplicaPoints(gctx); err != nil {
 			return fmt.Errorf("list replica points: %w", err)
 		}
 		return nil
@@ -48,16 +87,16 @@ func (e *Exporter) replicas(ctx context.Context, t *target) ([]*block, error) {
 	}
 	slices.SortFunc(replicas, func(a, b veeam.Replica) int { return strings.Compare(a.ID, b.ID) })
 
-	m, tn := e.m, t.Name
-	info, state, point := newBlock(m.replicaInfo, len(replicas)), newBlock(m.replicaState, len(replicas)), newBlock(m.replicaPoint, len(replicas))
-	for i, r := range replicas {
-		if i > 0 && replicas[i-1].ID == r.ID {
+	tn := c.target
+	info, state, point := c.block(replicaInfo, len(replicas)), c.block(replicaState, len(replicas)), c.block(replicaPoint, len(replicas))
+	for i, rep := range replicas {
+		if i > 0 && replicas[i-1].ID == rep.ID {
 			continue
 		}
-		info.add(1, tn, r.ID, r.Name, r.Type)
-		state.add(float64(m.replicaState.index(r.State)), tn, r.ID)
-		if ts, ok := latest[r.ID]; ok && !ts.IsZero() {
-			point.add(unixSeconds(ts), tn, r.ID)
+		info.add(1, tn, rep.ID, rep.Name, rep.Type)
+		state.add(float64(state.f.index(rep.State)), tn, rep.ID)
+		if ts, ok := latest[rep.ID]; ok && !ts.IsZero() {
+			point.add(unixSeconds(ts), tn, rep.ID)
 		}
 	}
 	return []*block{info, state, point}, nil

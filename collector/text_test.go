@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	expo "github.com/veeam-failover/veeam_failover_exporter/exposition"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
@@ -60,7 +61,7 @@ func serveMetrics(t *testing.T, e *collector.Exporter, g prometheus.Gatherer, he
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	maps.Copy(req.Header, header)
 	rec := httptest.NewRecorder()
-	e.ServeMetrics(rec, req, g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	expo.Serve(rec, req, e.Scrape(req.Context()), g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	return rec.Result()
 }
 
@@ -97,7 +98,7 @@ func families(mfs []*dto.MetricFamily) map[string]string {
 	return out
 }
 
-// TestServeMetricsText checks that the text exposition ServeMetrics writes
+// TestServeMetricsText checks that the text exposition Scrape.WriteText writes
 // from the compact results holds exactly what the registry path gives.
 func TestServeMetricsText(t *testing.T) {
 	e := textExporter(t)
@@ -170,7 +171,7 @@ func TestServeMetricsFormats(t *testing.T) {
 	// name[] filters go through promhttp too.
 	req := httptest.NewRequest(http.MethodGet, "/metrics?name[]=veeam_up", nil)
 	rec := httptest.NewRecorder()
-	e.ServeMetrics(rec, req, g, promhttp.HandlerOpts{})
+	expo.Serve(rec, req, e.Scrape(req.Context()), g, promhttp.HandlerOpts{})
 	if f := families(parse(t, rec.Result())); len(f) != 1 {
 		t.Errorf("name[]=veeam_up gave families %v", f)
 	}

@@ -179,8 +179,8 @@ func TestGoodConfigDefaults(t *testing.T) {
 	}{
 		{"vspc url (trailing slash dropped)", v.URL, "https://vspc.example.com:1280"},
 		{"vspc timeout", v.Timeout, model.Duration(30 * time.Second)},
-		{"vspc collectors", v.Collectors, []string{CollectorFailoverPlans, CollectorFailoverPlanObjects}},
-		{"em collectors", em.Collectors, []string{CollectorFailoverPlans, CollectorCloudFailoverSessions}},
+		{"vspc collectors", v.Collectors, []string{CollectorFailoverPlanObjects, CollectorFailoverPlans}},
+		{"em collectors", em.Collectors, []string{CollectorCloudFailoverSessions, CollectorFailoverPlans}},
 		{"vbr collectors", vbr.Collectors, []string{CollectorReplicas}},
 		{"vspc password from file", string(v.Password), "s3cr3t-SENTINEL-FILE"},
 		{"vspc password file", v.PasswordFile, filepath.Join(wd(t), "testdata", "secrets", "sentinel.pass")},
@@ -483,7 +483,7 @@ func TestHelpers(t *testing.T) {
 		t.Error("SupportedCollectors(nope) is not nil")
 	}
 	tg := Target{Type: TypeEM}
-	if got := tg.EffectiveCollectors(); !slices.Equal(got, []string{CollectorFailoverPlans, CollectorCloudFailoverSessions}) {
+	if got := tg.EffectiveCollectors(); !slices.Equal(got, []string{CollectorCloudFailoverSessions, CollectorFailoverPlans}) {
 		t.Errorf("EffectiveCollectors() = %v", got)
 	}
 	tg.Collectors = []string{CollectorFailoverPlans}

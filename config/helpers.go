@@ -17,18 +17,10 @@ const (
 	TypeVBR  = "vbr"
 )
 
-// SupportedCollectors lists the collectors a target type can run, in a stable
-// order; they are also its default. It returns nil for an unknown type.
+// SupportedCollectors lists, by name, the registered collectors a target type
+// can run; they are also its default. It returns nil for an unknown type.
 func SupportedCollectors(targetType string) []string {
-	switch targetType {
-	case TypeVSPC:
-		return []string{CollectorFailoverPlans, CollectorFailoverPlanObjects}
-	case TypeEM:
-		return []string{CollectorFailoverPlans, CollectorCloudFailoverSessions}
-	case TypeVBR:
-		return []string{CollectorReplicas}
-	}
-	return nil
+	return CollectorsFor(targetType)
 }
 
 // ActionTargetType is the target type a registered action type needs
@@ -47,8 +39,13 @@ func ActionTypes() []string {
 	return out
 }
 
+// allCollectors lists every registered collector by name.
 func allCollectors() []string {
-	return []string{CollectorFailoverPlans, CollectorFailoverPlanObjects, CollectorCloudFailoverSessions, CollectorReplicas}
+	var out []string
+	for _, s := range Collectors() {
+		out = append(out, s.Name)
+	}
+	return out
 }
 
 // EffectiveCollectors is the collectors this target runs: the configured ones,

@@ -6,14 +6,6 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// Collector names, as written under a target's `collectors:`.
-const (
-	CollectorFailoverPlans         = "failover_plans"
-	CollectorFailoverPlanObjects   = "failover_plan_objects"
-	CollectorCloudFailoverSessions = "cloud_failover_sessions"
-	CollectorReplicas              = "replicas"
-)
-
 // Action types, as written in a rule's `action.type`. Each is declared (its
 // keys, validation and behaviour) by its file in package trigger, which
 // registers it with RegisterAction.
@@ -54,7 +46,7 @@ type Target struct {
 	ProxyConfig promconfig.ProxyConfig `yaml:",inline"`
 
 	Timeout    model.Duration `yaml:"timeout"`    // default 30s
-	Collectors []string       `yaml:"collectors"` // default: all that Type supports
+	Collectors []string       `yaml:"collectors"` // default: CollectorsFor(Type)
 }
 
 // CollectorsConfig holds per-collector settings shared by all targets.

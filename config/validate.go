@@ -36,13 +36,11 @@ func (p *parser) validateTargets(cfg *Config) {
 			names[t.Name] = key + ".name"
 		}
 
-		typeOK := false
-		switch t.Type {
-		case "":
+		typeOK := knownTargetType(t.Type)
+		switch {
+		case t.Type == "":
 			p.errorf(key+".type", "missing: one of vspc, em or vbr")
-		case TypeVSPC, TypeEM, TypeVBR:
-			typeOK = true
-		default:
+		case !typeOK:
 			p.errorf(key+".type", "unknown target type %q: want vspc, em or vbr", t.Type)
 		}
 
@@ -233,7 +231,7 @@ func (p *parser) validateAction(cfg *Config, a *Action, key string) {
 		p.errorf(key+".target", "missing: the name of the target to act on")
 	} else if t := cfg.TargetByName(a.Target); t == nil {
 		p.errorf(key+".target", "no target named %q", a.Target)
-	} else if known && SupportedCollectors(t.Type) != nil && t.Type != spec.TargetType {
+	} else if known && knownTargetType(t.Type) && t.Type != spec.TargetType {
 		p.errorf(key+".target", "%s needs a target of type %s, but %q is of type %s", a.Type, spec.TargetType, a.Target, t.Type)
 	}
 	if !known {
@@ -265,4 +263,8 @@ func (p *parser) validateAction(cfg *Config, a *Action, key string) {
 			p.errorf(key+"."+f.key, "not used by %s", a.Type)
 		}
 	}
+}
+
+func knownTargetType(s string) bool {
+	return s == TypeVSPC || s == TypeEM || s == TypeVBR
 }

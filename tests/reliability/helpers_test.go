@@ -170,11 +170,11 @@ func (c *targetClient) collectorTarget() collector.Target {
 	ct := collector.Target{Name: c.name, Type: c.typ}
 	switch {
 	case c.vspc != nil:
-		ct.VSPC = c.vspc
+		ct.Client = c.vspc
 	case c.em != nil:
-		ct.EM = c.em
+		ct.Client = c.em
 	case c.vbr != nil:
-		ct.VBR = c.vbr
+		ct.Client = c.vbr
 	}
 	return ct
 }
