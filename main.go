@@ -24,10 +24,14 @@ import (
 const exporterName = "veeam_failover_exporter"
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	if code, handled := runAsService(os.Args[1:], run); handled {
+		os.Exit(code)
+	}
+	os.Exit(run(context.Background(), os.Args[1:]))
 }
 
-func run(args []string) int {
+// run runs the exporter until ctx is done or a signal stops it.
+func run(ctx context.Context, args []string) int {
 	app := kingpin.New(exporterName, "Prometheus exporter and Alertmanager webhook receiver for Veeam failover.")
 	var (
 		configFile  = app.Flag("config.file", "Exporter configuration file.").Default(exporterName + ".yml").String()
@@ -35,7 +39,7 @@ func run(args []string) int {
 		demoMode    = app.Flag("demo", "Run against the embedded Veeam simulator with the trigger armed against it.").Bool()
 		testPayload = app.Flag("trigger.test-payload", "Print, for each alert of this Alertmanager payload file, which rule matches and which guard would stop it; calls nothing.").String()
 		toolkit     = webflag.AddFlags(app, ":9852")
-		logConfig   = &promslog.Config{}
+		logConfig   = &promslog.Config{Writer: os.Stderr} // the service's log file on Windows
 	)
 	promslogflag.AddFlags(app, logConfig)
 	app.Version(version.Print(exporterName))
@@ -78,7 +82,7 @@ func run(args []string) int {
 	defer a.close()
 
 	srv := &http.Server{Handler: a.routes()}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go a.reloadOnSIGHUP(ctx)
 	go func() {
