@@ -8,6 +8,8 @@
 # The binary is cross-compiled on the build machine for the image's platform
 # (docker buildx build --platform linux/amd64,linux/arm64 works without emulation).
 
+ARG TARGETOS TARGETARCH
+
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS TARGETARCH
 # The version comes from the VERSION file; git is not in the build context.
@@ -20,7 +22,8 @@ RUN GOOS=$TARGETOS GOARCH=$TARGETARCH make build BIN=/out/veeam_failover_exporte
         REVISION=$REVISION BRANCH=$BRANCH \
     && mkdir -p /out/state/veeam_failover_exporter
 
-FROM quay.io/prometheus/busybox:latest
+# The automatic platform arguments name the base image built for the target.
+FROM quay.io/prometheus/busybox-${TARGETOS}-${TARGETARCH}:latest
 LABEL org.opencontainers.image.title="veeam_failover_exporter" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/veeam-failover/veeam_failover_exporter"
