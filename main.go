@@ -25,10 +25,14 @@ import (
 const exporterName = "veeam_failover_exporter"
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	if code, handled := runAsService(os.Args[1:], run); handled {
+		os.Exit(code)
+	}
+	os.Exit(run(context.Background(), os.Args[1:]))
 }
 
-func run(args []string) int {
+// run runs the exporter until ctx is done or a signal stops it.
+func run(ctx context.Context, args []string) int {
 	app := kingpin.New(exporterName, "Prometheus exporter and Alertmanager webhook receiver for Veeam failover.")
 	var (
 		configFile  = app.Flag("config.file", "Exporter configuration file.").Default(exporterName + ".yml").String()
@@ -37,7 +41,7 @@ func run(args []string) int {
 		testPayload = app.Flag("trigger.test-payload", "Print, for each alert of this Alertmanager payload file, which rule matches and which guard would stop it; calls nothing.").String()
 		toolkit     = webflag.AddFlags(app, ":9852")
 		webOpts     = defaultWebOptions()
-		logConfig   = &promslog.Config{}
+		logConfig   = &promslog.Config{Writer: os.Stderr} // the service's log file on Windows
 	)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default(webOpts.telemetryPath).StringVar(&webOpts.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (/metrics and /probe). Use 0 to disable.").Default(strconv.Itoa(webOpts.maxRequests)).IntVar(&webOpts.maxRequests)
@@ -85,7 +89,7 @@ func run(args []string) int {
 	a.web = webOpts
 
 	srv := &http.Server{Handler: a.routes()}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go a.reloadOnSIGHUP(ctx)
 	go func() {
