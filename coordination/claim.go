@@ -236,9 +236,14 @@ func (s *Store) Decide(ctx context.Context, d Decision) (Result, error) {
 		if err != nil {
 			return Result{}, fmt.Errorf("etcd %s: %w", what, err)
 		}
-		cs, err := s.read(ctx, keys...)
-		if err != nil {
-			return Result{}, fmt.Errorf("etcd %s: read: %w", what, err)
+		// A bare claim needs no read: the transaction's Else branch tells
+		// the owner. Counters are read first to compute their new values.
+		cs := []counter{{key: ck}}
+		if len(keys) > 1 {
+			cs, err = s.read(ctx, keys...)
+			if err != nil {
+				return Result{}, fmt.Errorf("etcd %s: read: %w", what, err)
+			}
 		}
 		if cs[0].rev != 0 {
 			return Result{Owner: string(cs[0].value), Refused: RefusedClaimed}, nil

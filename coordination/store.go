@@ -90,10 +90,11 @@ type Store struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the session loop returned
 
-	mu   sync.Mutex
-	cli  *clientv3.Client
-	sess *concurrency.Session
-	id   string // owner ID of sess
+	mu      sync.Mutex
+	cli     *clientv3.Client
+	sess    *concurrency.Session
+	id      string // owner ID of sess
+	lastErr error  // why the last attempt to get a session failed
 }
 
 // Open validates cfg and connects. A bad configuration is an error; etcd
@@ -146,6 +147,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.connect(ctx); err != nil {
 		logger.Warn("etcd coordination not ready, retrying in the background", "err", err)
+		s.setErr(err)
 	}
 	go s.loop()
 	return s, nil
@@ -197,10 +199,16 @@ func (s *Store) connect(ctx context.Context) error {
 		return fmt.Errorf("keep etcd lease alive: %w", err)
 	}
 	s.mu.Lock()
-	s.sess, s.id = sess, id
+	s.sess, s.id, s.lastErr = sess, id, nil
 	s.mu.Unlock()
 	s.logger.Info("etcd coordination session started", "owner", id, "lease_ttl", s.cfg.LeaseTTL)
 	return nil
+}
+
+func (s *Store) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
 }
 
 func (s *Store) revoke(cli *clientv3.Client, lease clientv3.LeaseID) {
@@ -241,6 +249,7 @@ func (s *Store) loop() {
 				return
 			}
 			s.logger.Debug("etcd coordination connect failed", "err", err)
+			s.setErr(err)
 			select {
 			case <-time.After(backoff):
 			case <-s.ctx.Done():
@@ -299,6 +308,9 @@ func (s *Store) session() (*clientv3.Client, *concurrency.Session, string, error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sess == nil {
+		if s.lastErr != nil {
+			return nil, nil, "", fmt.Errorf("%w (last attempt: %v)", ErrNoSession, s.lastErr)
+		}
 		return nil, nil, "", ErrNoSession
 	}
 	select {
@@ -314,6 +326,9 @@ func (s *Store) client() (*clientv3.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cli == nil {
+		if s.lastErr != nil {
+			return nil, fmt.Errorf("%w (last attempt: %v)", ErrNoSession, s.lastErr)
+		}
 		return nil, ErrNoSession
 	}
 	return s.cli, nil

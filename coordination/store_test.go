@@ -569,3 +569,74 @@ func BenchmarkClaimParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestAuthWithPrefixUser runs against etcd with authentication on and a
+// user limited to the store's prefix: right credentials work; a wrong
+// password or a prefix outside the grant make the store report down with a
+// reason, and the password appears in no error and no log line.
+func TestAuthWithPrefixUser(t *testing.T) {
+	c := etcdtest.Start(t)
+	const user, password = "veeam", "pw-Zq8-never-shown"
+	c.EnableAuth(user, password, "/test/")
+	ctx := context.Background()
+
+	s := open(t, c, "a", func(cfg *Config) { cfg.Username, cfg.Password = user, password })
+	if won, _, err := s.Claim(ctx, "obj/1", map[string][]byte{"d/1": []byte("x")}); err != nil || !won {
+		t.Fatalf("claim with a prefix user: %v %v", won, err)
+	}
+	if !s.Up(ctx) || !s.LeaseAlive(ctx, 0) {
+		t.Fatal("not up with a prefix user")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close (revokes the lease) with a prefix user: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name, prefix, password, want string
+	}{
+		{"wrong password", "/test/", "wrong-" + password, "authentication failed"},
+		{"prefix outside the grant", "/other/", password, "permission denied"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			var mu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			octx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			s, err := Open(octx, Config{Endpoints: c.Endpoints(), Prefix: tc.prefix, Username: user, Password: tc.password, LeaseTTL: 2 * time.Second, RequestTimeout: time.Second, HealthTimeout: time.Second}, logger)
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer s.Close()
+			herr := s.Health(ctx)
+			if herr == nil {
+				t.Fatal("Health nil")
+			}
+			if !strings.Contains(herr.Error(), tc.want) {
+				t.Fatalf("Health: %v; want it to say %q", herr, tc.want)
+			}
+			_, _, cerr := s.Claim(ctx, "obj/2", nil)
+			if cerr == nil {
+				t.Fatal("claim succeeded")
+			}
+			mu.Lock()
+			all := logs.String() + herr.Error() + cerr.Error()
+			mu.Unlock()
+			if strings.Contains(all, password) {
+				t.Fatalf("password leaked:\n%s", all)
+			}
+			t.Logf("health: %v", herr)
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
 	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
 )
 
@@ -233,5 +236,41 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) {
 			c.tb.Fatalf("etcd members %v not healthy after %s", bad, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// EnableAuth turns on etcd authentication with a root user (random
+// password) and a user that may read and write only keys under prefix, the
+// setup the README recommends for the exporter.
+func (c *Cluster) EnableAuth(user, password, prefix string) {
+	c.tb.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.tb.Fatalf("etcd client: %v", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rootPW := fmt.Sprintf("root-%d", time.Now().UnixNano())
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"add root role", func() error { _, err := cli.RoleAdd(ctx, "root"); return err }},
+		{"add root user", func() error { _, err := cli.UserAdd(ctx, "root", rootPW); return err }},
+		{"grant root", func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err }},
+		{"add role " + user, func() error { _, err := cli.RoleAdd(ctx, user); return err }},
+		{"grant " + prefix, func() error {
+			_, err := cli.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		}},
+		{"add user " + user, func() error { _, err := cli.UserAdd(ctx, user, password); return err }},
+		{"grant role to " + user, func() error { _, err := cli.UserGrantRole(ctx, user, user); return err }},
+		{"enable auth", func() error { _, err := cli.AuthEnable(ctx); return err }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			c.tb.Fatalf("etcd %s: %v", s.what, err)
+		}
 	}
 }
