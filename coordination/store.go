@@ -95,6 +95,7 @@ type Store struct {
 	sess    *concurrency.Session
 	id      string // owner ID of sess
 	lastErr error  // why the last attempt to get a session failed
+	closing bool   // Close has taken cli and sess: connect keeps nothing
 }
 
 // Open validates cfg and connects. A bad configuration is an error; etcd
@@ -177,6 +178,11 @@ func (s *Store) connect(ctx context.Context) error {
 			return fmt.Errorf("connect to etcd %s: %w", strings.Join(s.cfg.Endpoints, ","), err)
 		}
 		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = cli.Close()
+			return errors.New("store closed")
+		}
 		s.cli = cli
 		s.mu.Unlock()
 	}
@@ -199,6 +205,12 @@ func (s *Store) connect(ctx context.Context) error {
 		return fmt.Errorf("keep etcd lease alive: %w", err)
 	}
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		sess.Orphan()
+		s.revoke(cli, grant.ID)
+		return errors.New("store closed")
+	}
 	s.sess, s.id, s.lastErr = sess, id, nil
 	s.mu.Unlock()
 	s.logger.Info("etcd coordination session started", "owner", id, "lease_ttl", s.cfg.LeaseTTL)
@@ -265,11 +277,11 @@ func (s *Store) ownerOf(sess *concurrency.Session) string {
 }
 
 // Close revokes the session lease, which releases this replica's claims at
-// once, and closes the connection.
+// once, and closes the connection. Later calls do nothing.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	sess, cli := s.sess, s.cli
-	s.sess = nil
+	s.sess, s.cli, s.closing = nil, nil, true
 	s.mu.Unlock()
 	var err error
 	if sess != nil {
