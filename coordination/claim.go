@@ -530,3 +530,52 @@ func (s *Store) Members(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
+
+// MembersGone sends the owner ID of every session that ends (closed, or its
+// lease expired) from now on, so that a replica can look for actions to
+// adopt at once instead of at its next poll. The channel closes when ctx
+// ends or the store closes. Events missed while etcd was unreachable are
+// not replayed: keep polling OwnerAlive as well.
+func (s *Store) MembersGone(ctx context.Context) <-chan string {
+	out := make(chan string, 16)
+	go func() {
+		defer close(out)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.ctx.Done():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		base := s.cfg.Prefix + membersDir
+		for ctx.Err() == nil {
+			cli, err := s.client()
+			if err != nil {
+				select {
+				case <-time.After(200 * time.Millisecond):
+					continue
+				case <-ctx.Done():
+					return
+				}
+			}
+			// The watch ends on cancellation, or on an error such as a
+			// compacted revision: then watch again from now.
+			for resp := range cli.Watch(clientv3.WithRequireLeader(ctx), base, clientv3.WithPrefix(), clientv3.WithFilterPut()) {
+				for _, ev := range resp.Events {
+					select {
+					case out <- string(ev.Kv.Key[len(base):]):
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}()
+	return out
+}

@@ -7,6 +7,15 @@
 // alive, so a replica whose lease lapsed cannot change shared state, and its
 // claims vanish with the lease for another replica to take. The package
 // knows nothing of the trigger's records; values are opaque bytes.
+//
+// Keys under Config.Prefix: members/<owner> (one per live session, bound to
+// its lease), claims/<key> (value: the owner ID, bound to the owner's
+// lease), data/<key> (records, durable), rates/<key> and slots/<key>
+// (shared counters, durable, updated by compare-and-swap).
+//
+// Hand-over: a record that says an action is in flight names its owner; when
+// OwnerAlive(owner) is false (or MembersGone reports it), the owner's claims
+// are gone and another replica adopts the action by claiming its object.
 package coordination
 
 import (

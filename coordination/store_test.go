@@ -236,6 +236,8 @@ func TestCrashedReplicaLosesClaimsToAnother(t *testing.T) {
 		t.Fatalf("a claim: won %v, err %v", won, err)
 	}
 	aID := a.ID()
+	// The lease outlives the crash by its TTL: the watch is up long before.
+	gone := b.MembersGone(context.Background())
 	crash(a)
 
 	won, owner, err := b.Claim(ctx, "obj/1", nil)
@@ -248,6 +250,14 @@ func TestCrashedReplicaLosesClaimsToAnother(t *testing.T) {
 		return err == nil && !alive
 	})
 	t.Logf("a's claims gone %s after the crash (lease TTL 2s)", time.Since(start).Round(time.Millisecond))
+	select {
+	case id := <-gone:
+		if id != aID {
+			t.Fatalf("MembersGone sent %q, want %q", id, aID)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("MembersGone sent nothing after a's lease expired")
+	}
 	won, owner, err = b.Claim(ctx, "obj/1", nil)
 	if err != nil || !won || owner != b.ID() {
 		t.Fatalf("b adopts: won %v owner %q err %v", won, owner, err)
