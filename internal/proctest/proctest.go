@@ -186,6 +186,9 @@ func Start(tb testing.TB, name, bin string, args ...string) *Process {
 // Name is the name the process was started with.
 func (p *Process) Name() string { return p.name }
 
+// PID is the process id, for tests that act on one process among several.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Stop ends the process with SIGTERM (SIGKILL after 10 s) and waits for it.
 func (p *Process) Stop() {
 	select {
