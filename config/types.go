@@ -59,7 +59,7 @@ type CollectorsConfig struct {
 type FailoverPlanObjectsConfig struct {
 	PerObject bool `yaml:"per_object"` // default true; false: no per-VM series at all
 	// LastSessionStatus adds, per VM, the status and restore point of its
-	// last failover session (7 series per VM; default false). Needs
+	// last failover session (up to 6 more series per VM; default false). Needs
 	// PerObject.
 	LastSessionStatus bool `yaml:"last_session_status"`
 }

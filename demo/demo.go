@@ -124,7 +124,9 @@ targets:
     tls_config: {ca_file: ca.pem}
 
 collectors:
-  failover_plan_objects: {per_object: true}
+  # Per VM: info and recovery point; last_session_status: true adds each VM's
+  # last failover session (6 more series per VM).
+  failover_plan_objects: {per_object: true, last_session_status: false}
   cloud_failover_sessions: {sessions_per_plan: 1}
 
 scrape:
