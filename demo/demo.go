@@ -124,9 +124,10 @@ targets:
     tls_config: {ca_file: ca.pem}
 
 collectors:
-  # Per VM: info and recovery point; last_session_status: true adds each VM's
-  # last failover session (6 more series per VM).
-  failover_plan_objects: {per_object: true, last_session_status: false}
+  # Per VM: info and recovery point by default; the demo also shows each VM's
+  # last failover session (last_session_status, off by default: up to 6 more
+  # series per VM).
+  failover_plan_objects: {per_object: true, last_session_status: true}
   cloud_failover_sessions: {sessions_per_plan: 1}
 
 scrape:
