@@ -303,10 +303,11 @@ func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient
 		targets = append(targets, collector.Target{Name: t.Name, Type: t.Type, Collectors: t.EffectiveCollectors(), Client: clients[t.Name].client})
 	}
 	return collector.New(targets, collector.Options{
-		MinInterval:     time.Duration(cfg.Scrape.MinInterval),
-		PerObject:       cfg.Collectors.FailoverPlanObjects.PerObject,
-		SessionsPerPlan: cfg.Collectors.CloudFailoverSessions.SessionsPerPlan,
-		Logger:          a.logger.With("component", "collector"),
+		MinInterval:       time.Duration(cfg.Scrape.MinInterval),
+		PerObject:         cfg.Collectors.FailoverPlanObjects.PerObject,
+		LastSessionStatus: cfg.Collectors.FailoverPlanObjects.LastSessionStatus,
+		SessionsPerPlan:   cfg.Collectors.CloudFailoverSessions.SessionsPerPlan,
+		Logger:            a.logger.With("component", "collector"),
 	})
 }
 

@@ -36,9 +36,12 @@ type Options struct {
 	// MinInterval > 0 serves a collector's successful run from memory
 	// until it is this old; HELP texts then say "(cached up to …)".
 	MinInterval time.Duration
-	// PerObject exports per-VM series of failover plan objects; false keeps
-	// only the per-plan counts.
+	// PerObject exports per-VM series of failover plan objects (info and
+	// recovery point); false keeps only the per-plan series.
 	PerObject bool
+	// LastSessionStatus adds, with PerObject, each VM's last failover
+	// session: its status stateset and the restore point it used.
+	LastSessionStatus bool
 	// SessionsPerPlan is how many of the newest cloud failover sessions of
 	// each plan get their own series; 0 exports only the counts.
 	SessionsPerPlan int

@@ -209,20 +209,29 @@ func TestGolden(t *testing.T) {
 		EM:   simulator.EMOptions{Plans: 2, VMsPerPlan: 2, CloudSessions: 6, CdpReplicas: -1},
 		VBR:  simulator.VBROptions{Replicas: 3, PointsPerReplica: 2},
 	}
+	multiVM := simOpts
+	multiVM.VBR.MultiVMReplicas = true
 	cases := []struct {
 		name string
 		typ  string
 		opts collector.Options
+		sim  *simulator.Options // nil: simOpts
 	}{
 		{name: "vspc", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: true}},
+		{name: "vspc_last_session", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: true, LastSessionStatus: true}},
 		{name: "vspc_counts_only", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: false}},
 		{name: "em", typ: veeam.TypeEM, opts: collector.Options{SessionsPerPlan: 1}},
 		{name: "vbr", typ: veeam.TypeVBR},
+		{name: "vbr_multi_vm", typ: veeam.TypeVBR, sim: &multiVM},
 		{name: "vbr_cached", typ: veeam.TypeVBR, opts: collector.Options{MinInterval: 90 * time.Second}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			sim := startSim(t, simOpts)
+			o := simOpts
+			if tc.sim != nil {
+				o = *tc.sim
+			}
+			sim := startSim(t, o)
 			tc.opts.Now = fixedClock
 			e := newExporter(t, []collector.Target{target(t, sim, tc.typ, tc.typ+"-1", simulator.DefaultPassword)}, tc.opts)
 			golden := filepath.Join("testdata", tc.name+".prom")
@@ -253,7 +262,7 @@ func TestEstate(t *testing.T) {
 		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
-	}, collector.Options{PerObject: true, SessionsPerPlan: 1000})
+	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 1000})
 	s := series(gather(t, e, context.Background()))
 	est := sim.Estate()
 	low := strings.ToLower
@@ -287,31 +296,49 @@ func TestEstate(t *testing.T) {
 		}
 	}
 
-	// VSPC plan objects.
+	// VSPC plan objects, their last failover sessions and recovery points.
 	byStatus := map[[2]string]int{}
 	plansWithObjects := map[string]bool{}
+	points := replicationPoints(est.VSPC)
+	neverRan := 0
 	for _, o := range est.VSPC.Objects {
 		plan, id := low(o.PlanUID), low(o.InstanceUID)
 		plansWithObjects[plan] = true
 		status := "None"
-		if rs := o.RestoreSession; rs != nil {
+		lastSession := k("veeam_failover_plan_object_last_session_status", "target", "vspc", "plan_id", plan, "object_id", id, "status", "Unknown")
+		if rs := o.RestoreSession; rs != nil && rs.BackupStatus != "" {
 			status = rs.BackupStatus
+			expect(t, s, k("veeam_failover_plan_object_last_session_status", "target", "vspc", "plan_id", plan, "object_id", id, "status", status), 1)
 			if rs.RestorePointDateTime != nil {
-				expect(t, s, k("veeam_failover_plan_object_restore_point_timestamp_seconds", "target", "vspc", "plan_id", plan, "object_id", id), unix(*rs.RestorePointDateTime))
+				expect(t, s, k("veeam_failover_plan_object_last_session_restore_point_timestamp_seconds", "target", "vspc", "plan_id", plan, "object_id", id), unix(*rs.RestorePointDateTime))
+			}
+		} else {
+			// Never ran: no last-session series, counted under None.
+			neverRan++
+			if _, ok := s[lastSession]; ok || count(s, "veeam_failover_plan_object_last_session_restore_point_timestamp_seconds", "object_id", id) > 0 {
+				t.Errorf("object %s of a never-run plan has last-session series", id)
 			}
 		}
 		byStatus[[2]string{plan, status}]++
 		expect(t, s, k("veeam_failover_plan_object_info", "target", "vspc", "plan_id", plan, "object_id", id, "object", o.Name, "host", o.HostName), 1)
-		expect(t, s, k("veeam_failover_plan_object_restore_status", "target", "vspc", "plan_id", plan, "object_id", id, "status", status), 1)
+		if pt, ok := points[id]; ok {
+			expect(t, s, k("veeam_failover_plan_object_latest_restore_point_timestamp_seconds", "target", "vspc", "plan_id", plan, "object_id", id), unix(pt))
+		} else if count(s, "veeam_failover_plan_object_latest_restore_point_timestamp_seconds", "object_id", id) > 0 {
+			t.Errorf("object %s has no replication point but a latest restore point series", id)
+		}
 	}
 	if got := count(s, "veeam_failover_plan_object_info"); got != len(est.VSPC.Objects) {
 		t.Errorf("%d object series, estate has %d objects", got, len(est.VSPC.Objects))
 	}
+	if neverRan == 0 {
+		t.Error("no object of a never-run plan in the estate; the test checks nothing for them")
+	}
 	for plan := range plansWithObjects {
 		for _, st := range []string{"Running", "Success", "Warning", "Failed", "None", "Unknown"} {
-			expect(t, s, k("veeam_failover_plan_objects_by_restore_status", "target", "vspc", "plan_id", plan, "status", st), float64(byStatus[[2]string{plan, st}]))
+			expect(t, s, k("veeam_failover_plan_objects_by_last_session_status", "target", "vspc", "plan_id", plan, "status", st), float64(byStatus[[2]string{plan, st}]))
 		}
 	}
+	expectPlanRecoveryPoints(t, s, est.VSPC, points)
 
 	// EM plans and cloud sessions of the last 30 days.
 	for _, p := range est.EM.Plans {
@@ -354,23 +381,106 @@ func TestEstate(t *testing.T) {
 		}
 	}
 
-	// VBR replicas and their newest points.
-	latest := map[string]time.Time{}
-	for _, p := range est.VBR.Points {
-		if id := low(p.ReplicaID); p.CreationTime.After(latest[id]) {
-			latest[id] = p.CreationTime
+	expectReplicas(t, s, est.VBR)
+}
+
+// replicationPoints is the truth the recovery points come from: per VM
+// (lower-case virtualMachineUid), the newest latestRestorePointDate of its
+// Replication chains. Backup and BackupCopy chains are not what a failover
+// restores.
+func replicationPoints(e simulator.VSPCEstate) map[string]time.Time {
+	return newestPerVM(e, func(b simulator.VSPCBackup) bool { return b.BackupType == "Replication" })
+}
+
+func newestPerVM(e simulator.VSPCEstate, keep func(simulator.VSPCBackup) bool) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, b := range e.Backups {
+		if !keep(b) || b.LatestRestorePointDate == nil {
+			continue
+		}
+		vm := strings.ToLower(b.VirtualMachineUID)
+		if t, ok := out[vm]; !ok || b.LatestRestorePointDate.After(t) {
+			out[vm] = *b.LatestRestorePointDate
 		}
 	}
-	for _, r := range est.VBR.Replicas {
+	return out
+}
+
+// planPoints is, per plan with VMs (lower-case id), the oldest of its VMs'
+// points and how many VMs have none.
+func planPoints(e simulator.VSPCEstate, points map[string]time.Time) (oldest map[string]time.Time, without map[string]int) {
+	oldest, without = map[string]time.Time{}, map[string]int{}
+	for _, o := range e.Objects {
+		plan := strings.ToLower(o.PlanUID)
+		without[plan] += 0
+		pt, ok := points[strings.ToLower(o.InstanceUID)]
+		if !ok {
+			without[plan]++
+			continue
+		}
+		if cur, seen := oldest[plan]; !seen || pt.Before(cur) {
+			oldest[plan] = pt
+		}
+	}
+	return oldest, without
+}
+
+// expectPlanRecoveryPoints checks every plan's recovery point and count of
+// VMs without one against the estate.
+func expectPlanRecoveryPoints(t *testing.T, s map[string]float64, e simulator.VSPCEstate, points map[string]time.Time) {
+	t.Helper()
+	oldest, without := planPoints(e, points)
+	var missing int
+	for plan, n := range without {
+		expect(t, s, k("veeam_failover_plan_objects_without_restore_point", "target", "vspc", "plan_id", plan), float64(n))
+		missing += n
+		rp := k("veeam_failover_plan_recovery_point_timestamp_seconds", "target", "vspc", "plan_id", plan)
+		if pt, ok := oldest[plan]; ok {
+			expect(t, s, rp, unix(pt))
+		} else if _, ok := s[rp]; ok {
+			t.Errorf("plan %s: no VM has a restore point, yet %s is exported", plan, rp)
+		}
+	}
+	if missing == 0 {
+		t.Error("every VM has a replication point; the test checks nothing for VMs without")
+	}
+	if got, want := count(s, "veeam_failover_plan_recovery_point_timestamp_seconds"), len(oldest); got != want {
+		t.Errorf("%d plan recovery points, want %d", got, want)
+	}
+}
+
+// expectReplicas checks the VBR replicas, each VM's newest point and the
+// replica's recovery point (the oldest of those) against the estate.
+func expectReplicas(t *testing.T, s map[string]float64, e simulator.VBREstate) {
+	t.Helper()
+	low := strings.ToLower
+	perVM := map[[2]string]time.Time{}
+	for _, p := range e.Points {
+		key := [2]string{low(p.ReplicaID), p.Name}
+		if p.CreationTime.After(perVM[key]) {
+			perVM[key] = p.CreationTime
+		}
+	}
+	oldest := map[string]time.Time{}
+	for key, ts := range perVM {
+		expect(t, s, k("veeam_replica_object_latest_point_timestamp_seconds", "target", "vbr", "replica_id", key[0], "object", key[1]), unix(ts))
+		if cur, ok := oldest[key[0]]; !ok || ts.Before(cur) {
+			oldest[key[0]] = ts
+		}
+	}
+	if got := count(s, "veeam_replica_object_latest_point_timestamp_seconds"); got != len(perVM) {
+		t.Errorf("%d per-VM point series, estate has %d VMs with points", got, len(perVM))
+	}
+	for _, r := range e.Replicas {
 		id := low(r.ID)
 		expect(t, s, k("veeam_replica_info", "target", "vbr", "replica_id", id, "replica", r.Name, "type", r.Type), 1)
 		expect(t, s, k("veeam_replica_state", "target", "vbr", "replica_id", id, "state", r.State), 1)
-		if ts, ok := latest[id]; ok {
+		if ts, ok := oldest[id]; ok {
 			expect(t, s, k("veeam_replica_latest_point_timestamp_seconds", "target", "vbr", "replica_id", id), unix(ts))
 		}
 	}
-	if got := count(s, "veeam_replica_info"); got != len(est.VBR.Replicas) {
-		t.Errorf("%d replica series, estate has %d", got, len(est.VBR.Replicas))
+	if got := count(s, "veeam_replica_info"); got != len(e.Replicas) {
+		t.Errorf("%d replica series, estate has %d", got, len(e.Replicas))
 	}
 }
 
@@ -466,7 +576,7 @@ func TestScrapeTimeout(t *testing.T) {
 	if n := count(s, "veeam_failover_plan_info"); n != 2 {
 		t.Errorf("%d plans, want 2 from the collector that finished", n)
 	}
-	if n := count(s, "veeam_failover_plan_objects_by_restore_status"); n != 0 {
+	if n := count(s, "veeam_failover_plan_objects_by_last_session_status"); n != 0 {
 		t.Errorf("unfinished collector exported %d series", n)
 	}
 
@@ -646,24 +756,130 @@ func TestSessionsPerPlan(t *testing.T) {
 	}
 }
 
-// TestPerObject: without per-object series only the per-plan counts remain.
-func TestPerObject(t *testing.T) {
-	sim := startSim(t, simulator.Options{Seed: 13, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 3, ObjectsPerPlan: 4}})
+// TestPerObjectSettings: per_object false leaves only per-plan series;
+// the per-VM last-session series come only with last_session_status.
+func TestPerObjectSettings(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 13, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 6, ObjectsPerPlan: 4}})
 	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, collector.FailoverPlanObjects)
-	for _, perObject := range []bool{true, false} {
-		e := newExporter(t, []collector.Target{tgt}, collector.Options{PerObject: perObject})
-		s := series(gather(t, e, context.Background()))
-		for _, name := range []string{
-			"veeam_failover_plan_object_info",
-			"veeam_failover_plan_object_restore_status",
-		} {
-			if got := count(s, name) > 0; got != perObject {
-				t.Errorf("per_object %v: %s present = %v", perObject, name, got)
+	const (
+		info     = "veeam_failover_plan_object_info"
+		latest   = "veeam_failover_plan_object_latest_restore_point_timestamp_seconds"
+		status   = "veeam_failover_plan_object_last_session_status"
+		used     = "veeam_failover_plan_object_last_session_restore_point_timestamp_seconds"
+		byStatus = "veeam_failover_plan_objects_by_last_session_status"
+		plan     = "veeam_failover_plan_recovery_point_timestamp_seconds"
+		without  = "veeam_failover_plan_objects_without_restore_point"
+	)
+	for _, tc := range []struct {
+		perObject, lastSession bool
+		present                []string
+	}{
+		{true, false, []string{info, latest, byStatus, plan, without}},
+		{true, true, []string{info, latest, status, used, byStatus, plan, without}},
+		{false, false, []string{byStatus, plan, without}},
+		// Refused by config validation; the collector still exports no
+		// per-VM series.
+		{false, true, []string{byStatus, plan, without}},
+	} {
+		t.Run(fmt.Sprintf("per_object=%v,last_session_status=%v", tc.perObject, tc.lastSession), func(t *testing.T) {
+			e := newExporter(t, []collector.Target{tgt}, collector.Options{PerObject: tc.perObject, LastSessionStatus: tc.lastSession})
+			s := series(gather(t, e, context.Background()))
+			for _, name := range []string{info, latest, status, used, byStatus, plan, without} {
+				if got, want := count(s, name) > 0, slices.Contains(tc.present, name); got != want {
+					t.Errorf("%s present = %v, want %v", name, got, want)
+				}
 			}
+			if n := count(s, byStatus); n != 6*6 {
+				t.Errorf("%d count series, want 6 plans x 6 statuses", n)
+			}
+			if n := count(s, without); n != 6 {
+				t.Errorf("%d %s series, want one per plan", n, without)
+			}
+		})
+	}
+}
+
+// TestPlanRecoveryPoint: with per_object false every VSPC plan still has its
+// recovery point, the oldest replication point among its VMs (computed here
+// from the estate's backup chains), and the VMs without one are counted.
+// The estate's backup chains are newer than its replicas, so a client or
+// collector reading every chain, not only Replication ones, fails it.
+func TestPlanRecoveryPoint(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 31, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: 60, ObjectsPerPlan: 3, NoReplicaEvery: 5}})
+	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword, collector.FailoverPlanObjects)
+	e := newExporter(t, []collector.Target{tgt}, collector.Options{PerObject: false})
+	s := series(gather(t, e, context.Background()))
+	est := sim.Estate().VSPC
+	expect(t, s, k("veeam_up", "target", "vspc", "type", "vspc"), 1)
+
+	points := replicationPoints(est)
+	expectPlanRecoveryPoints(t, s, est, points)
+	withPoint := map[string]bool{}
+	for _, o := range est.Objects {
+		if _, ok := points[strings.ToLower(o.InstanceUID)]; ok {
+			withPoint[strings.ToLower(o.PlanUID)] = true
 		}
-		if n := count(s, "veeam_failover_plan_objects_by_restore_status"); n != 3*6 {
-			t.Errorf("per_object %v: %d count series, want 3 plans x 6 statuses", perObject, n)
+	}
+	if got := count(s, "veeam_failover_plan_recovery_point_timestamp_seconds"); got != len(withPoint) || got < 50 {
+		t.Errorf("%d plans with a recovery point, want %d", got, len(withPoint))
+	}
+
+	// What a missing type filter would report: it must differ, or this
+	// test could not catch it.
+	anyChain, _ := planPoints(est, newestPerVM(est, func(simulator.VSPCBackup) bool { return true }))
+	differs := 0
+	for plan, pt := range anyChain {
+		if s[k("veeam_failover_plan_recovery_point_timestamp_seconds", "target", "vspc", "plan_id", plan)] != unix(pt) {
+			differs++
 		}
+	}
+	if differs == 0 {
+		t.Fatal("reading every chain gives the same plan recovery points: the test cannot catch a missing type filter")
+	}
+
+	// One paged list of backups for the estate, never a request per VM.
+	var lists int
+	for _, r := range sim.Requests(simulator.APIVSPC) {
+		switch {
+		case strings.HasPrefix(r.Path, "/api/v3/protectedWorkloads/virtualMachines/backups"):
+			lists++
+		case strings.HasPrefix(r.Path, "/api/v3/protectedWorkloads"):
+			t.Errorf("per-VM request %s", r.Path)
+		}
+	}
+	if lists != 1 {
+		t.Errorf("%d backup list requests, want 1 page", lists)
+	}
+}
+
+// TestMultiVMReplicas: a replica that is a replication job of several VMs
+// gets the newest point of each VM, and its recovery point is the oldest of
+// those, not its newest point.
+func TestMultiVMReplicas(t *testing.T) {
+	sim := startSim(t, simulator.Options{Seed: 19, Now: fixedClock, VBR: simulator.VBROptions{Replicas: 6, PointsPerReplica: 3, MultiVMReplicas: true}})
+	e := newExporter(t, []collector.Target{target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword)}, collector.Options{})
+	s := series(gather(t, e, context.Background()))
+	est := sim.Estate().VBR
+	expectReplicas(t, s, est)
+
+	// The estate must make the two differ somewhere for this to test it.
+	newest := map[string]time.Time{}
+	for _, p := range est.Points {
+		if id := strings.ToLower(p.ReplicaID); p.CreationTime.After(newest[id]) {
+			newest[id] = p.CreationTime
+		}
+	}
+	differs := 0
+	for id, ts := range newest {
+		if count(s, "veeam_replica_object_latest_point_timestamp_seconds", "replica_id", id) < 2 {
+			continue
+		}
+		if s[k("veeam_replica_latest_point_timestamp_seconds", "target", "vbr", "replica_id", id)] < unix(ts) {
+			differs++
+		}
+	}
+	if differs == 0 {
+		t.Fatal("no multi-VM replica whose recovery point is older than its newest point")
 	}
 }
 
@@ -699,15 +915,18 @@ func TestPromtool(t *testing.T) {
 		}
 		t.Skip("promtool not found: install it from https://prometheus.io/download/ (it ships with Prometheus) or `go install github.com/prometheus/prometheus/cmd/promtool@latest`")
 	}
-	sim := startSim(t, simulator.Options{Seed: 17, Now: fixedClock})
+	sim := startSim(t, simulator.Options{Seed: 17, Now: fixedClock, VBR: simulator.VBROptions{MultiVMReplicas: true}})
 	e := newExporter(t, []collector.Target{
 		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
-	}, collector.Options{PerObject: true, SessionsPerPlan: 2, MinInterval: time.Minute})
+	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 2, MinInterval: time.Minute})
 	out := exposition(t, gather(t, e, context.Background()))
-	if !bytes.Contains(out, []byte("veeam_cloud_failover_session_info")) || !bytes.Contains(out, []byte("veeam_replica_info")) || !bytes.Contains(out, []byte("veeam_failover_plan_object_info")) {
-		t.Fatalf("the scrape misses metrics:\n%s", out)
+	for _, name := range []string{"veeam_cloud_failover_session_info", "veeam_replica_object_latest_point_timestamp_seconds",
+		"veeam_failover_plan_object_last_session_status", "veeam_failover_plan_recovery_point_timestamp_seconds"} {
+		if !bytes.Contains(out, []byte(name+"{")) {
+			t.Fatalf("the scrape misses %s:\n%s", name, out)
+		}
 	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(out)

@@ -3,13 +3,14 @@ package collector
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
 )
 
 // Replicas is the replicas collector (VBR: GET /api/v1/replicas and GET
@@ -18,7 +19,11 @@ import (
 //	veeam_replica_info{target,replica_id,replica,type}      1
 //	veeam_replica_state{target,replica_id,state}            Ready, Processing, SureBackup, Failover, FailedFailover,
 //	                                                        PermanentFailover, Failback, ReadyToSwitch, Unknown
-//	veeam_replica_latest_point_timestamp_seconds{target,replica_id}   newest restore point (RPO), when it has one
+//	veeam_replica_object_latest_point_timestamp_seconds{target,replica_id,object}   per VM of the replica (VBR names
+//	                                                        a replica after its job and a point after its VM): the
+//	                                                        VM's newest restore point
+//	veeam_replica_latest_point_timestamp_seconds{target,replica_id}   the oldest of those: the replica's recovery
+//	                                                        point, when it has points
 const Replicas = "replicas"
 
 // replicaLister is what replicas reads; *vbr.Client implements it.
@@ -42,17 +47,20 @@ var (
 	replicaState = statesetFamily("veeam_replica_state",
 		"State of the replica; "+srcVBRReplicas+" (state).",
 		replicaStates, labelTarget, labelReplicaID, labelState)
+	replicaObjectPoint = gaugeFamily("veeam_replica_object_latest_point_timestamp_seconds",
+		"Creation time of the newest restore point of the VM (object: the point's name) in the replica, Unix time; "+srcVBRPoints+".",
+		labelTarget, labelReplicaID, "object")
 	replicaPoint = gaugeFamily("veeam_replica_latest_point_timestamp_seconds",
-		"Creation time of the replica's newest restore point (RPO), Unix time; "+srcVBRPoints+".",
+		"Recovery point of the replica: the oldest over its VMs of their newest restore point, Unix time; "+srcVBRPoints+".",
 		labelTarget, labelReplicaID)
 )
 
 func init() {
-	register(Replicas, []string{veeam.TypeVBR}, []*familySpec{replicaInfo, replicaState, replicaPoint}, readReplicas)
+	register(Replicas, []string{veeam.TypeVBR}, []*familySpec{replicaInfo, replicaState, replicaObjectPoint, replicaPoint}, readReplicas)
 }
 
-// readReplicas is, per replica, its info, state and the time of its newest
-// restore point.
+// readReplicas is, per replica, its info, state and recovery point, and per
+// VM of the replica the time of its newest restore point (vbr.LatestPerVM).
 func readReplicas(ctx context.Context, c *collector, r replicaLister) ([]*block, error) {
 	var (
 		replicas []veeam.Replica
@@ -75,13 +83,10 @@ func readReplicas(ctx context.Context, c *collector, r replicaLister) ([]*block,
 		return nil, err
 	}
 
-	latest := make(map[string]time.Time, len(replicas))
-	for _, p := range points {
-		id := lower(p.ReplicaID)
-		if p.CreationTime.After(latest[id]) {
-			latest[id] = p.CreationTime
-		}
+	for i := range points {
+		points[i].ReplicaID = lower(points[i].ReplicaID)
 	}
+	byReplica := vbr.PointsByReplica(points)
 	for i := range replicas {
 		replicas[i].ID = lower(replicas[i].ID)
 	}
@@ -89,15 +94,24 @@ func readReplicas(ctx context.Context, c *collector, r replicaLister) ([]*block,
 
 	tn := c.target
 	info, state, point := c.block(replicaInfo, len(replicas)), c.block(replicaState, len(replicas)), c.block(replicaPoint, len(replicas))
+	perVM := c.block(replicaObjectPoint, len(replicas))
 	for i, rep := range replicas {
 		if i > 0 && replicas[i-1].ID == rep.ID {
 			continue
 		}
 		info.add(1, tn, rep.ID, rep.Name, rep.Type)
 		state.add(float64(state.f.index(rep.State)), tn, rep.ID)
-		if ts, ok := latest[rep.ID]; ok && !ts.IsZero() {
-			point.add(unixSeconds(ts), tn, rep.ID)
+		pts := byReplica[rep.ID]
+		if len(pts) == 0 {
+			continue
+		}
+		vms, oldest := vbr.LatestPerVM(pts)
+		for _, vm := range slices.Sorted(maps.Keys(vms)) {
+			perVM.add(unixSeconds(vms[vm].CreationTime), tn, rep.ID, vm)
+		}
+		if !oldest.CreationTime.IsZero() {
+			point.add(unixSeconds(oldest.CreationTime), tn, rep.ID)
 		}
 	}
-	return []*block{info, state, point}, nil
+	return []*block{info, state, perVM, point}, nil
 }

@@ -186,6 +186,7 @@ func TestGoodConfigDefaults(t *testing.T) {
 		{"vspc password file", v.PasswordFile, filepath.Join(wd(t), "testdata", "secrets", "sentinel.pass")},
 		{"em inline password", string(em.Password), "s3cr3t-SENTINEL"},
 		{"per_object", cfg.Collectors.FailoverPlanObjects.PerObject, true},
+		{"last_session_status", cfg.Collectors.FailoverPlanObjects.LastSessionStatus, false},
 		{"sessions_per_plan", cfg.Collectors.CloudFailoverSessions.SessionsPerPlan, 1},
 		{"scrape.concurrency", cfg.Scrape.Concurrency, 8},
 		{"scrape.min_interval", cfg.Scrape.MinInterval, model.Duration(0)},
@@ -304,6 +305,9 @@ targets:
 		{"mapping key not a name", "scrape:\n  [a]: 1\n", "c.yml:2: scrape: keys must be plain names"},
 		{"negative duration", "scrape: {min_interval: -1s}\n", `scrape.min_interval: invalid value "-1s"`},
 		{"sessions_per_plan", "collectors: {cloud_failover_sessions: {sessions_per_plan: -1}}\n", "sessions_per_plan: must be 0 or more"},
+		{"last_session_status without per_object", "collectors:\n  failover_plan_objects: {per_object: false, last_session_status: true}\n",
+			"c.yml:2: collectors.failover_plan_objects.last_session_status: needs per_object: true"},
+		{"last_session_status", "collectors: {failover_plan_objects: {last_session_status: true}}\n", ""},
 		{"action_timeout", "trigger: {action_timeout: 0s}\n", "trigger.action_timeout: must be more than 0s"},
 		{"allow without label", `
 targets: [{name: v, type: vspc, url: "https://v", api_key: k3y-value}]

@@ -57,7 +57,11 @@ type CollectorsConfig struct {
 
 // FailoverPlanObjectsConfig controls per-VM series.
 type FailoverPlanObjectsConfig struct {
-	PerObject bool `yaml:"per_object"` // default true
+	PerObject bool `yaml:"per_object"` // default true; false: no per-VM series at all
+	// LastSessionStatus adds, per VM, the status and restore point of its
+	// last failover session (up to 6 more series per VM; default false). Needs
+	// PerObject.
+	LastSessionStatus bool `yaml:"last_session_status"`
 }
 
 // CloudFailoverSessionsConfig controls per-session series.

@@ -14,6 +14,9 @@ import (
 // after each one so that a single --config.check run shows them all.
 func (p *parser) validate(cfg *Config, opts LoadOptions) {
 	p.validateTargets(cfg)
+	if o := cfg.Collectors.FailoverPlanObjects; o.LastSessionStatus && !o.PerObject {
+		p.errorf("collectors.failover_plan_objects.last_session_status", "needs per_object: true (per_object: false exports no per-VM series)")
+	}
 	if n := cfg.Collectors.CloudFailoverSessions.SessionsPerPlan; n < 0 {
 		p.errorf("collectors.cloud_failover_sessions.sessions_per_plan", "must be 0 or more, got %d", n)
 	}

@@ -124,7 +124,10 @@ targets:
     tls_config: {ca_file: ca.pem}
 
 collectors:
-  failover_plan_objects: {per_object: true}
+  # Per VM: info and recovery point by default; the demo also shows each VM's
+  # last failover session (last_session_status, off by default: up to 6 more
+  # series per VM).
+  failover_plan_objects: {per_object: true, last_session_status: true}
   cloud_failover_sessions: {sessions_per_plan: 1}
 
 scrape:
