@@ -159,25 +159,29 @@ func (p *promServer) query(ctx context.Context, q string) (v float64, ok bool, e
 	return v, err == nil, err
 }
 
-// waitScrapes waits until Prometheus has made n scrapes of its job,
-// successful or not.
-func (p *promServer) waitScrapes(ctx context.Context, n int, timeout time.Duration) error {
+// waitScrapes waits until n scrapes of its job have succeeded and
+// returns how many were made in all.
+func (p *promServer) waitScrapes(ctx context.Context, n int, timeout time.Duration) (attempts int, err error) {
 	deadline := time.Now().Add(timeout)
-	q := fmt.Sprintf(`count_over_time(up{job=%q}[1h])`, promJob)
+	job := fmt.Sprintf(`{job=%q}`, promJob)
 	for {
-		v, _, err := p.query(ctx, q)
+		ok, _, err := p.query(ctx, "sum_over_time(up"+job+"[1h])")
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if int(v) >= n {
-			return nil
+		all, _, err := p.query(ctx, "count_over_time(up"+job+"[1h])")
+		if err != nil {
+			return 0, err
+		}
+		if int(ok) >= n {
+			return int(all), nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("prometheus made %d scrapes of %d in %s: %s", int(v), n, timeout, p.logTail())
+			return int(all), fmt.Errorf("%d of %d Prometheus scrapes succeeded in %s: %s", int(ok), int(all), timeout, p.logTail())
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("prometheus exited: %s", p.logTail())
+			return int(all), fmt.Errorf("prometheus exited: %s", p.logTail())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -206,4 +210,17 @@ func (p *promServer) ownMetric(ctx context.Context, name string) (float64, error
 		return 0, err
 	}
 	return 0, errors.New(name + " not on Prometheus' /metrics")
+}
+
+// promVersion is the version of the prometheus in PATH, for the report.
+func promVersion() string {
+	out, err := exec.Command("prometheus", "--version").Output()
+	if err != nil {
+		return "(version unknown)"
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return "(version unknown)"
+	}
+	return f[2]
 }
