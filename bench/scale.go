@@ -314,6 +314,9 @@ func scaleCostFigures(rep *report, r costRun) {
 		base(richest, x.SeriesPerVM).
 		target("<= 2.5", d.SeriesPerVM <= 2.5).
 		note(fmt.Sprintf("all series of the scrape / %d VMs; largest families, default: %s; richest: %s", r.VMs, topFamilies(d.Families, 4), topFamilies(x.Families, 4))))
+	rep.add(row("6.series_per_vm_probe", "6", "series per VM, VSPC target alone", float64(r.Probe.ProbeSeries)/float64(r.VMs), "").
+		base("all targets", d.SeriesPerVM).
+		note(fmt.Sprintf("/probe?target=%s with the default settings: %d series", vspcTarget, r.Probe.ProbeSeries)))
 	rep.add(row("6.bytes_default", "6", "body per scrape, default, plain", float64(d.Bytes)/1e6, "MB").
 		base(richest, float64(x.Bytes)/1e6).
 		target("<= 25 MB", d.Bytes <= 25e6))
