@@ -217,6 +217,9 @@ type allocResult struct {
 	// Collector is collector, Gather and exposition over lists already
 	// read (the copies handed to the collector are not counted).
 	Collector allocStat `json:"collector_and_exposition"`
+	// Exposition is GET /metrics from runs already read, text against
+	// protobuf.
+	Exposition expositionResult `json:"exposition"`
 }
 
 type allocStat struct {
@@ -336,6 +339,11 @@ func (e *env) runAlloc() (allocResult, error) {
 		return r, err
 	}
 	r.Collector = statOf(bench(func(b *testing.B) { benchCollector(b, &f) }), r.Objects)
+	if r.Exposition, err = measureExposition(&f); err != nil {
+		return r, fmt.Errorf("exposition: %w", err)
+	}
+	e.logf("exposition of %d objects: text %.1f ms, protobuf %.1f ms (generic path %.1f ms)",
+		r.Exposition.Objects, r.Exposition.TextMS, r.Exposition.ProtoMS, r.Exposition.GenericProtoMS)
 	if n, err := serve(p.exp); err == nil {
 		r.Whole.ExpositionLen = n
 	}

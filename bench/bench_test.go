@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,10 +26,17 @@ func TestMain(m *testing.M) {
 var quickFigures = []string{
 	"1.wall_c8", "1.wall_c8_warm", "1.wall_c1", "1.speedup", "1.requests",
 	"2.peak_rss", "2.alloc_per_object", "2.alloc_client", "2.alloc_collector",
+	"2.exposition_text", "2.exposition_proto", "2.exposition_proto_generic",
 	"3.cached_render",
 	"4.webhook_rate", "4.webhook_p50", "4.webhook_p99", "4.webhook_calls",
 	"5.requests_2x", "5.wall_2x",
+	"6.series_default", "6.series_per_vm_default", "6.bytes_default", "6.gzip_default",
+	"6.prom_rss_default", "6.probe_wall",
 }
+
+// countFigures may be 0 (a count of what must not happen, or of names
+// another change adds) but must be there with a verdict.
+var countFigures = []string{"6.recovery_points", "6.probe_other_requests"}
 
 // TestQuick runs the bench on a small estate so that the harness cannot
 // rot: every figure is measured and the report is written. Timings are not
@@ -65,10 +73,18 @@ func TestQuick(t *testing.T) {
 			t.Errorf("figure %s has a target but no verdict", id)
 		}
 	}
+	for _, id := range countFigures {
+		if f, ok := got[id]; !ok || f.OK == nil {
+			t.Errorf("figure %s missing or without a verdict: %+v", id, f)
+		}
+	}
+	if f := got["6.probe_other_requests"]; f.Value != 0 {
+		t.Errorf("/probe of the VSPC target made %v requests to the other targets: %s", f.Value, f.Note)
+	}
 	if len(rep.Errors) > 0 {
 		t.Errorf("errors: %v", rep.Errors)
 	}
-	for _, want := range []string{"figure", "scrape wall, cold", "webhook p99", "report written to"} {
+	for _, want := range []string{"figure", "scrape wall, cold", "webhook p99", "Prometheus peak RSS", "report written to"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -137,6 +153,30 @@ func BenchmarkCachedExposition(b *testing.B) {
 	for b.Loop() {
 		if _, err := serve(exp); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestScrapeCountsFamilies: the series of a body are counted per metric
+// name, comments aside, across reads that split lines.
+func TestScrapeCountsFamilies(t *testing.T) {
+	body := "# HELP a A.\n# TYPE a gauge\na{x=\"1\"} 1\na{x=\"2\"} 1\nb 2\n# TYPE c stateset\nc{c=\"x\"} 0\nc{c=\"y\"} 1\nveeam_up{target=\"t\"} 1\n"
+	for _, split := range []int{1, 7, len(body)} {
+		st := scrapeStat{Up: map[string]float64{}, Families: map[string]int{}}
+		for i := 0; i < len(body); {
+			// Feed complete lines only, as get does, in chunks of split.
+			end := min(len(body), i+split)
+			if j := strings.LastIndexByte(body[:end], '\n'); j >= i {
+				end = j + 1
+			} else {
+				end = i + strings.IndexByte(body[i:], '\n') + 1
+			}
+			st.lines([]byte(body[i:end]))
+			i = end
+		}
+		want := map[string]int{"a": 2, "b": 1, "c": 2, "veeam_up": 1}
+		if !maps.Equal(st.Families, want) || st.Series != 6 || st.Up["t"] != 1 {
+			t.Errorf("split %d: families %v, series %d, up %v; want %v, 6, t=1", split, st.Families, st.Series, st.Up, want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +160,13 @@ func (x *exporter) logTail() string {
 // memory reads the exporter's peak (VmHWM) and current (VmRSS) resident
 // set size in bytes.
 func (x *exporter) memory() (peak, cur int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", x.cmd.Process.Pid))
+	return procMemory(x.cmd.Process.Pid)
+}
+
+// procMemory reads a process's peak (VmHWM) and current (VmRSS) resident
+// set size in bytes.
+func procMemory(pid int) (peak, cur int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -220,28 +227,50 @@ func procCPU(path string) time.Duration {
 // selfCPU is this process's CPU time (the simulator and the bench client).
 func selfCPU() time.Duration { return procCPU("/proc/self/stat") }
 
-// scrapeStat is one GET /metrics.
+// scrapeStat is one GET /metrics (or /probe).
 type scrapeStat struct {
-	Wall   time.Duration
-	Bytes  int
-	Series int
+	Wall  time.Duration
+	Bytes int // the body as the exporter wrote it before any gzip
+	// GzipBytes is the body on the wire, when gzip was asked for.
+	GzipBytes int
+	Series    int
 	// Up is veeam_up by target; Failed lists collectors that reported
 	// veeam_scrape_collector_success 0.
 	Up     map[string]float64
 	Failed []string
+	// Families counts the series of each metric name, when asked for.
+	Families map[string]int
+}
+
+// scrapeOpts says what to ask for and what to account for.
+type scrapeOpts struct {
+	path     string // default /metrics
+	gzip     bool   // ask for gzip (Accept-Encoding), count the bytes on the wire
+	families bool   // count series per metric name
 }
 
 // scrape reads /metrics once, as Prometheus would without compression,
-// and checks what came back. The body is streamed through buf (reused
+// and checks what came back.
+func (x *exporter) scrape(ctx context.Context, buf []byte) (scrapeStat, error) {
+	return x.get(ctx, buf, scrapeOpts{})
+}
+
+// get reads one exposition. The body is streamed through buf (reused
 // between scrapes) and not kept: holding 80 MB would cost this process
 // page faults and copies on the same two cores the exporter runs on.
-func (x *exporter) scrape(ctx context.Context, buf []byte) (scrapeStat, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, x.base+"/metrics", nil)
+func (x *exporter) get(ctx context.Context, buf []byte, o scrapeOpts) (scrapeStat, error) {
+	if o.path == "" {
+		o.path = "/metrics"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, x.base+o.path, nil)
 	if err != nil {
 		return scrapeStat{}, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "300")
+	if o.gzip {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
 	start := time.Now()
 	resp, err := x.http.Do(req)
 	if err != nil {
@@ -249,13 +278,28 @@ func (x *exporter) scrape(ctx context.Context, buf []byte) (scrapeStat, error) {
 	}
 	defer resp.Body.Close()
 	st := scrapeStat{Up: map[string]float64{}}
+	if o.families {
+		st.Families = map[string]int{}
+	}
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
-		return st, fmt.Errorf("GET /metrics: %s: %s", resp.Status, b)
+		return st, fmt.Errorf("GET %s: %s: %s", o.path, resp.Status, b)
+	}
+	var body io.Reader = resp.Body
+	wire := &countingReader{r: resp.Body}
+	if o.gzip {
+		if resp.Header.Get("Content-Encoding") != "gzip" {
+			return st, fmt.Errorf("GET %s: asked for gzip, got Content-Encoding %q", o.path, resp.Header.Get("Content-Encoding"))
+		}
+		zr, err := gzip.NewReader(wire)
+		if err != nil {
+			return st, fmt.Errorf("GET %s: %w", o.path, err)
+		}
+		body = zr
 	}
 	pending := 0 // bytes of an incomplete line at the start of buf
 	for {
-		n, err := resp.Body.Read(buf[pending:])
+		n, err := body.Read(buf[pending:])
 		st.Bytes += n
 		data := buf[:pending+n]
 		if last := bytes.LastIndexByte(data, '\n'); last >= 0 {
@@ -264,7 +308,7 @@ func (x *exporter) scrape(ctx context.Context, buf []byte) (scrapeStat, error) {
 		} else {
 			pending = len(data)
 			if pending == len(buf) {
-				return st, errors.New("GET /metrics: line longer than the read buffer")
+				return st, fmt.Errorf("GET %s: line longer than the read buffer", o.path)
 			}
 		}
 		if errors.Is(err, io.EOF) {
@@ -278,7 +322,22 @@ func (x *exporter) scrape(ctx context.Context, buf []byte) (scrapeStat, error) {
 		}
 	}
 	st.Wall = time.Since(start)
+	if o.gzip {
+		st.GzipBytes = wire.n
+	}
 	return st, nil
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 // lines accounts for complete lines (data ends with a line feed).
@@ -291,6 +350,9 @@ func (st *scrapeStat) lines(data []byte) {
 		comments-- // cannot happen: data ends with a line feed
 	}
 	st.Series += bytes.Count(data, []byte("\n")) - comments
+	if st.Families != nil {
+		st.countFamilies(data)
+	}
 	for _, p := range [][]byte{[]byte("veeam_up{"), []byte("veeam_scrape_collector_success{")} {
 		for i := 0; i < len(data); {
 			j := bytes.Index(data[i:], p)
@@ -311,6 +373,34 @@ func (st *scrapeStat) lines(data []byte) {
 			}
 		}
 	}
+}
+
+// countFamilies adds each sample line of data to its metric name.
+func (st *scrapeStat) countFamilies(data []byte) {
+	var name []byte
+	n := 0
+	flush := func() {
+		if n > 0 {
+			st.Families[string(name)] += n
+		}
+	}
+	for len(data) > 0 {
+		line, rest, _ := bytes.Cut(data, []byte("\n"))
+		data = rest
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		end := bytes.IndexAny(line, "{ ")
+		if end < 0 {
+			end = len(line)
+		}
+		if !bytes.Equal(line[:end], name) {
+			flush()
+			name, n = line[:end], 0
+		}
+		n++
+	}
+	flush()
 }
 
 // labelValue extracts a label's value from an exposition line (no escapes

@@ -1,13 +1,17 @@
 // Command bench measures veeam_failover_exporter at service-provider scale
 // against the simulator with injected latency and prints the report of the
 // performance issue (make bench): scrape wall time against the ideal,
-// memory, exposition from the cache, the webhook under an alert storm, and
-// scaling. The table goes to stdout and, as JSON, to bench/report.json.
+// memory, exposition from the cache (text against protobuf), the webhook
+// under an alert storm, scaling, and (figure 6, bench/SCALE.md) what the
+// estate costs the user's Prometheus: series, body bytes and a real
+// Prometheus' RSS for the default and the richest settings, and /probe of
+// one target. The table goes to stdout and, as JSON, to bench/report.json.
 //
 // The exporter runs as its own process (the binary is built first), so that
 // its peak RSS is its own; the simulator runs in this process. Only the
 // allocation figure runs the exporter's code in this process, against a
-// simulator in a child process.
+// simulator in a child process. Figure 6 also runs the prometheus binary
+// in PATH as a child process.
 //
 //	go run ./bench            # the full report, a few minutes
 //	go run ./bench -quick     # a small estate, a smoke run
@@ -44,7 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		benchfmt = fs.String("benchfmt", "", "also write the figures in Go benchmark format to this file (for benchstat)")
 		bin      = fs.String("exporter", "", "exporter binary to measure (default: go build of the module)")
 		verbose  = fs.Bool("v", true, "log progress to stderr")
-		only     = fs.String("only", "", "measure only these figures, e.g. 1,4 (figure 2's RSS and 3 need 1)")
+		only     = fs.String("only", "", "measure only these figures, e.g. 1,4 (figure 2's RSS and 3 need 1; 6 is the cost to Prometheus and /probe)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -125,17 +129,20 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 		cached           cachedRun
 		alloc            allocResult
 		wh               whRun
+		cost             costRun
 		err8, err1, errc = skipped, skipped, skipped
-		erra, errw       = skipped, skipped
+		erra, errw, err6 = skipped, skipped, skipped
 	)
-	if s.measure("1", "2", "3", "5") {
+	if s.measure("1", "2", "3", "5", "6") {
 		logf("starting the simulator (%d plan objects)", s.Estate.planObjects())
 		sim, err := simulator.Start(s.Estate.simOptions(s.Latency))
 		if err != nil {
 			return nil, err
 		}
-		if c8, err8 = e.runScrapes(ctx, sim, s.Estate, s.Concurrency, true); err8 != nil {
-			fail("scrape at concurrency "+fmt.Sprint(s.Concurrency), err8)
+		if s.measure("1", "2", "3", "5") {
+			if c8, err8 = e.runScrapes(ctx, sim, s.Estate, s.Concurrency, true); err8 != nil {
+				fail("scrape at concurrency "+fmt.Sprint(s.Concurrency), err8)
+			}
 		}
 		if s.measure("1") {
 			if c1, err1 = e.runScrapes(ctx, sim, s.Estate, 1, false); err1 != nil {
@@ -145,6 +152,12 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 		if s.measure("3") {
 			if cached, errc = e.runCached(ctx, sim, s.Concurrency, s.CachedRenders); errc != nil {
 				fail("cached exposition", errc)
+			}
+		}
+		if s.measure("6") {
+			logf("cost to Prometheus: default and richest settings, %d scrapes every %s each; /probe", s.PromScrapes, s.PromInterval)
+			if cost, err6 = e.runScaleCost(ctx, sim); err6 != nil {
+				fail("cost to Prometheus", err6)
 			}
 		}
 		_ = sim.Close()
@@ -191,6 +204,7 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 	rep.Details["scaling"] = scales
 	rep.Details["scaling_small"] = small
 	rep.Details["webhook"] = wh
+	rep.Details["prometheus_cost"] = cost
 	rep.Details["ideal_definition"] = idealDefinition
 	if err8 == nil && err1 == nil {
 		scrapeFigures(rep, s, c8, c1)
@@ -217,10 +231,14 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 	if len(small) == 2 {
 		smallScalingFigures(rep, small[0], small[1])
 	}
+	if err6 != skipped {
+		// Rows whose measure failed show as MISSED with the error below.
+		scaleCostFigures(rep, cost)
+	}
 	rep.Duration = time.Since(began).Round(time.Second).String()
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 	var errsAll []error
-	for _, err := range []error{err8, err1, errc, erra, errs, errw} {
+	for _, err := range []error{err8, err1, errc, erra, errs, errw, err6} {
 		if err != skipped {
 			errsAll = append(errsAll, err)
 		}
@@ -284,6 +302,15 @@ func allocFigures(rep *report, a allocResult) {
 		note(fmt.Sprintf("both VSPC list reads alone: %.1f allocs/object", a.Client.AllocsPerObj)))
 	rep.add(row("2.alloc_collector", "2", "  of which collector+exposition", a.Collector.BytesPerObj, "B").
 		note(fmt.Sprintf("collectors and exposition over lists already read: %.2f allocs/object", a.Collector.AllocsPerObj)))
+	x := a.Exposition
+	rep.add(row("2.exposition_text", "2", "GET /metrics text, from cache", x.TextMS, "ms").
+		note(fmt.Sprintf("testing.Benchmark of one uncompressed exposition of the VSPC target (%d objects, per-object series) from runs already read: %.1f MiB text, %.1f MiB protobuf",
+			x.Objects, float64(x.TextBytes)/(1<<20), float64(x.ProtoBytes)/(1<<20))))
+	rep.add(row("2.exposition_proto", "2", "GET /metrics protobuf, from cache", x.ProtoMS, "ms").
+		base("text", x.TextMS).
+		target("ratio <= 3", x.ProtoMS <= 3*x.TextMS))
+	rep.add(row("2.exposition_proto_generic", "2", "  protobuf via promhttp (OpenMetrics, name[] path)", x.GenericProtoMS, "ms").
+		base("text", x.TextMS))
 }
 
 func webhookFigures(rep *report, w whRun) {

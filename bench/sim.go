@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,13 +34,17 @@ type urls struct {
 
 func simURLs(s *simulator.Simulator) urls { return urls{s.VSPCURL(), s.EMURL(), s.VBRURL()} }
 
-// targetsYAML is the targets section for one simulator.
-func targetsYAML(u urls) string {
+// targetsYAML is the targets section for one simulator: its three APIs,
+// or only the targets named.
+func targetsYAML(u urls, only ...string) string {
 	var b strings.Builder
 	b.WriteString("targets:\n")
 	for _, t := range []struct{ name, typ, url string }{
 		{vspcTarget, "vspc", u.VSPC}, {emTarget, "em", u.EM}, {vbrTarget, "vbr", u.VBR},
 	} {
+		if len(only) > 0 && !slices.Contains(only, t.name) {
+			continue
+		}
 		fmt.Fprintf(&b, `  - name: %s
     type: %s
     url: %s
