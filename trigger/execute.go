@@ -1,15 +1,21 @@
 package trigger
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
 // startLocked starts the goroutine that sends (status decided) or tracks
@@ -24,18 +30,54 @@ func (t *Trigger) startLocked(rec *actionRecord, resumed bool) {
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
-		if rec.Status == statusDecided && !t.send(rec) {
+		tr := &tracking{mu: &t.mu, taskBaseline: -1}
+		if rec.Status == statusDecided && !t.send(rec, tr) {
 			return
 		}
-		t.track(rec, resumed)
+		t.track(rec, tr, resumed)
 	}()
 }
+
+// Bounds of the second try of a refused call.
+const (
+	// maxRetryAfter: a 429 whose retry-after is longer is not retried.
+	maxRetryAfter = 30 * time.Second
+	// defaultRetryAfter: the wait after a 429 that names none.
+	defaultRetryAfter = time.Second
+	// idempotencyWindow: VSPC replays the first answer to an X-Request-id
+	// for 5 minutes; a resend after that could run the call twice. A
+	// margin is kept for the resend's own travel.
+	idempotencyWindow = 5*time.Minute - 30*time.Second
+	// resendPause: before resending an idempotent call whose answer did
+	// not say whether it ran.
+	resendPause = time.Second
+)
+
+// evidenceWindow bounds how long an action whose call got an answer that
+// does not say whether Veeam ran it is watched for evidence that it did:
+// without any by then it ends uncertain.
+func evidenceWindow(timeout time.Duration) time.Duration { return min(timeout, time.Minute) }
+
+// settleWindow bounds how long a status from before the call is not judged
+// (it may not have been updated yet).
+func settleWindow(timeout time.Duration) time.Duration { return min(timeout/2, 30*time.Second) }
 
 // send makes the call. Just before, it checks again that the trigger is
 // armed (kill switch, dry-run, disarmed, closing) and makes "sending"
 // durable; if either fails the action is abandoned, never sent. It reports
-// whether the call was accepted and should be tracked.
-func (t *Trigger) send(rec *actionRecord) bool {
+// whether the action should be tracked.
+//
+// What the answer says decides what follows:
+//   - accepted: tracked by its handle;
+//   - 429: Veeam refused without doing anything; tried once more after its
+//     retry-after (when at most maxRetryAfter), then abandoned as not sent
+//     (rec.Unsent: its cooldown, dedup keys and token are released);
+//   - another 4xx but 401: refused, failed;
+//   - 5xx, 401, no usable answer: maybe done. Never resent, except an
+//     idempotent call (VSPC, X-Request-id) within Veeam's replay window;
+//     then tracked through state that does not depend on the answer
+//     (tr.maybe) until evidenceWindow, else uncertain.
+func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 	kill, killReason := killSwitch(t.killSwitchPath())
 	t.mu.Lock()
 	why := killReason
@@ -47,13 +89,14 @@ func (t *Trigger) send(rec *actionRecord) bool {
 		}
 	}
 	if why != "" {
+		rec.Unsent = true
 		t.finishLocked(rec, outcomeAbandoned, "not sent: "+why, true)
 		t.mu.Unlock()
 		return false
 	}
 	rec.Status, rec.SendingAt = statusSending, t.now()
 	if err := t.saveLocked(); err != nil {
-		rec.Status = statusDecided
+		rec.Status, rec.Unsent = statusDecided, true
 		t.finishLocked(rec, outcomeAbandoned, "not sent: "+err.Error(), true)
 		t.mu.Unlock()
 		return false
@@ -61,39 +104,61 @@ func (t *Trigger) send(rec *actionRecord) bool {
 	clients := t.clients
 	t.mu.Unlock()
 
-	// The call is not cancelled by Close: its answer (the handle to track)
-	// matters more than a fast shutdown, and it is bounded.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.callTimeout)
-	h, err := call(ctx, clients, rec)
-	cancel()
+	h, err := t.callOnce(clients, rec)
+	switch {
+	case err == nil || errors.Is(err, errNotSent) || errors.Is(err, veeam.ErrClosed):
+	case veeam.StatusCode(err) == http.StatusTooManyRequests:
+		wait := retryAfter(err)
+		if wait > maxRetryAfter || !t.pause(wait) {
+			break
+		}
+		t.logger.Warn("Veeam refused the failover call with 429; sending it once more", "rule", rec.Rule, "object", rec.Object,
+			"request_id", rec.RequestID, "after", wait, "err", err)
+		h, err = t.callOnce(clients, rec)
+	case maybeDone(err) && kinds[rec.Action].idempotent && t.now().Add(resendPause).Sub(rec.SendingAt) < idempotencyWindow:
+		// VSPC replays the first answer to this X-Request-id if it ran the
+		// call, or runs it now if it did not: never twice.
+		t.logger.Warn("no clear answer to the failover call; resending it with the same X-Request-id within VSPC's replay window",
+			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "err", err)
+		if t.pause(resendPause) {
+			h2, err2 := t.callOnce(clients, rec)
+			if err2 == nil || maybeDone(err2) {
+				h, err = h2, err2
+			}
+		}
+	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
 	if err != nil && (errors.Is(err, errNotSent) || errors.Is(err, veeam.ErrClosed)) {
+		rec.Unsent = true
 		t.finishLocked(rec, outcomeAbandoned, "not sent: "+err.Error(), true)
+		return false
+	}
+	if veeam.StatusCode(err) == http.StatusTooManyRequests {
+		// Throttled before anything was done (twice, or with a
+		// retry-after too long to wait).
+		rec.Unsent = true
+		t.finishLocked(rec, outcomeAbandoned, "not sent: "+rec.Target+" refused the call without carrying it out (429, too many requests); nothing was done, so the next notification may act again: "+err.Error(), true)
 		return false
 	}
 	rec.SentAt = now
 	t.m.actions.WithLabelValues(rec.Rule, rec.Action).Inc()
 	t.store.lastAction[rec.Rule] = now
 	t.m.lastAction.WithLabelValues(rec.Rule).Set(float64(now.UnixNano()) / 1e9)
+	tr.logonGen, tr.taskBaseline = h.logonGen, h.taskBaseline
 	switch {
 	case err == nil:
-	case veeam.StatusCode(err) != 0:
-		// Veeam answered with an error: the call was refused.
-		t.finishLocked(rec, outcomeFailed, "call refused: "+err.Error(), true)
-		return false
-	case kinds[rec.Action].followUncertain:
-		// No usable answer (connection lost, timeout, unreadable body): the
-		// call may or may not have reached the target. It is not repeated;
-		// the target's own state shows whether it started (if not, the
-		// action ends as timeout).
-		t.logger.Error("no usable answer to the failover call; following the plan's status to learn whether VSPC received it",
-			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "err", err)
+	case maybeDone(err):
+		// The answer does not say whether Veeam ran the call. It is not
+		// repeated; state that does not depend on the answer says.
+		tr.maybe = true
+		t.logger.Error("the failover call got no clear answer and may have been carried out; it is not repeated, following the target's state",
+			"rule", rec.Rule, "object", rec.Object, "target", rec.Target, "request_id", rec.RequestID, "err", err)
 	default:
-		t.finishLocked(rec, outcomeAbandoned, "no usable answer to the call, which may have reached "+rec.Target+
-			" (it is not repeated; check the target): "+err.Error(), true)
+		// Veeam answered that it would not do it (400, 403, 404, 409…).
+		t.finishLocked(rec, outcomeFailed, "call refused: "+err.Error(), true)
 		return false
 	}
 	rec.AsyncID, rec.TaskID, rec.Sessions = h.asyncID, h.taskID, h.sessions
@@ -104,6 +169,51 @@ func (t *Trigger) send(rec *actionRecord) bool {
 	// restart it would count as abandoned (status sending).
 	_ = t.saveLocked()
 	return true
+}
+
+// callOnce makes the call once under the call timeout. It is not cancelled
+// by Close: its answer (the handle to track) matters more than a fast
+// shutdown, and it is bounded.
+func (t *Trigger) callOnce(clients map[string]any, rec *actionRecord) (handle, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.callTimeout)
+	defer cancel()
+	return call(ctx, clients, rec)
+}
+
+// pause waits d, or reports false when the trigger closes first.
+func (t *Trigger) pause(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-t.ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// maybeDone reports whether an error answer to an action leaves open
+// whether Veeam carried it out: a server error (VSPC 520 included, which
+// may come after the work), a 401 to the call itself (the EM and VBR
+// clients do not resend it), a 408, or no usable answer at all.
+func maybeDone(err error) bool {
+	switch code := veeam.StatusCode(err); {
+	case err == nil:
+		return false
+	case code == 0, code == http.StatusUnauthorized, code == http.StatusRequestTimeout, code >= 500:
+		return true
+	}
+	return false
+}
+
+// retryAfter is a 429's retry-after when the client reports it (VSPC),
+// else defaultRetryAfter.
+func retryAfter(err error) time.Duration {
+	var ve *vspc.Error
+	if errors.As(err, &ve) && ve.RetryAfter > 0 {
+		return ve.RetryAfter
+	}
+	return defaultRetryAfter
 }
 
 // handle names what tracks the action, for logs and the audit.
@@ -144,8 +254,12 @@ var errNotSent = errors.New("not sent")
 
 // track follows an action to its end or its deadline (sent time + the
 // action_timeout). Close stops it without an outcome: the action stays
-// "sent" in the state file and is tracked again after a restart.
-func (t *Trigger) track(rec *actionRecord, resumed bool) {
+// "sent" in the state file and is tracked again after a restart. An action
+// whose target a reload removed ends at once.
+func (t *Trigger) track(rec *actionRecord, tr *tracking, resumed bool) {
+	if resumed && t.outcomeWritten(rec) {
+		return
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	first := true
@@ -160,14 +274,19 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 		timeout := time.Duration(t.cfg.ActionTimeout)
 		clients := t.clients
 		t.mu.Unlock()
+		tr.since = t.now().Sub(rec.SentAt)
+		tr.settle, tr.evidence = settleWindow(timeout), evidenceWindow(timeout)
 		ctx, cancel := context.WithTimeout(t.ctx, t.checkTimeout)
-		outcome, msg, err := t.pollOnce(ctx, clients, rec)
+		outcome, msg, err := t.pollOnce(ctx, clients, rec, tr)
 		cancel()
 		if t.ctx.Err() != nil {
 			return
 		}
 		switch {
-		case err != nil && resumed && first && rec.TaskID != "":
+		case errors.Is(err, errTargetGone):
+			t.finish(rec, outcomeAbandoned, "target removed by reload: "+err.Error()+"; the action may still be running there and is no longer tracked: check "+rec.Target)
+			return
+		case err != nil && resumed && first && rec.TaskID != "" && len(rec.Sessions) == 0:
 			// EM scopes tasks to the logon session that started them: after
 			// a restart the task is usually gone.
 			t.finish(rec, outcomeAbandoned, "EM task "+rec.TaskID+" cannot be read after a restart (tasks belong to the logon session that started them): "+err.Error())
@@ -186,7 +305,11 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 		default:
 			failing = 0
 		}
-		if deadline := rec.SentAt.Add(timeout); !t.now().Before(deadline) {
+		if tr.maybe && tr.since >= tr.evidence {
+			t.finish(rec, outcomeUncertain, fmt.Sprintf("the call got no clear answer (an error or none) and for %s nothing on %s showed whether it was carried out; it is not repeated: check %s", tr.evidence, rec.Target, rec.Object))
+			return
+		}
+		if t.now().Sub(rec.SentAt) >= timeout {
 			t.finish(rec, outcomeTimeout, fmt.Sprintf("not finished %s after the call (action_timeout); it may still be running on %s", timeout, rec.Target))
 			return
 		}
@@ -195,18 +318,68 @@ func (t *Trigger) track(rec *actionRecord, resumed bool) {
 	}
 }
 
+// errTargetGone: the action's target is no longer configured (a reload).
+var errTargetGone = errors.New("target gone")
+
 // pollOnce reads the action's handle once. It returns an outcome when the
 // action ended, "" while it runs.
-func (t *Trigger) pollOnce(ctx context.Context, clients map[string]any, rec *actionRecord) (outcome, msg string, err error) {
+func (t *Trigger) pollOnce(ctx context.Context, clients map[string]any, rec *actionRecord, tr *tracking) (outcome, msg string, err error) {
 	k := kinds[rec.Action]
 	if k == nil {
 		return "", "", fmt.Errorf("unknown action %q", rec.Action)
 	}
 	c, err := k.clientFor(clients, rec.Target)
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("%w: %w", errTargetGone, err)
 	}
-	return k.poll(ctx, c, rec, &t.mu)
+	return k.poll(ctx, c, rec, tr)
+}
+
+// outcomeWritten handles an action found "sent" in the state file whose
+// outcome is already in the audit log: the exporter stopped (or could not
+// write the state file) between the two. It is dropped from the state
+// without a second outcome.
+func (t *Trigger) outcomeWritten(rec *actionRecord) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !auditHasOutcome(t.cfg.AuditLog, rec.RequestID) {
+		return false
+	}
+	t.logger.Info("the outcome of this action is in the audit log already; dropping it from the state file",
+		"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID)
+	t.store.removeAction(rec.RequestID)
+	_ = t.saveLocked()
+	return true
+}
+
+// auditHasOutcome reports whether the audit log holds an outcome line for
+// the request id. It reads the whole log: used only for actions resumed at
+// start.
+func auditHasOutcome(path, requestID string) bool {
+	if path == "" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	needle := []byte(requestID)
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), needle) {
+			continue
+		}
+		var l struct {
+			Event     string
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Event == eventOutcome && l.RequestID == requestID {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Trigger) finish(rec *actionRecord, outcome, msg string) {
@@ -217,7 +390,15 @@ func (t *Trigger) finish(rec *actionRecord, outcome, msg string) {
 
 // finishLocked records an action's outcome: metrics, audit line (on disk),
 // recent outcomes, log, and removal from the state file.
+//
+// save is false only at start-up (resumed and reconciled actions): an
+// outcome the audit log holds already, written before a crash that kept
+// the state file from following, is not written twice.
 func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool) {
+	if !save && auditHasOutcome(t.cfg.AuditLog, rec.RequestID) {
+		t.store.removeAction(rec.RequestID)
+		return
+	}
 	now := t.now()
 	var dur float64
 	if !rec.SentAt.IsZero() && outcome != outcomeAbandoned {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 )
@@ -30,12 +31,38 @@ type kindSpec[C any] struct {
 	// Call makes the call once; it never retries.
 	Call func(ctx context.Context, c C, rec *actionRecord) (handle, error)
 	// Poll reads the call's handle once: an outcome when the action ended, ""
-	// while it runs. mu guards the record's handle fields.
-	Poll func(ctx context.Context, c C, rec *actionRecord, mu sync.Locker) (outcome, msg string, err error)
-	// FollowUncertain: when the call got no usable answer, the target's own
-	// state still shows whether it started (VSPC plans), so the action is
-	// tracked instead of abandoned.
-	FollowUncertain bool
+	// while it runs. tr.mu guards the record's handle fields. When tr.maybe
+	// is set the call's answer did not say whether Veeam ran it (5xx, 401,
+	// no usable answer): Poll looks for evidence in state that does not
+	// depend on that answer and clears tr.maybe once it finds it; without
+	// evidence the tracker ends the action uncertain.
+	Poll func(ctx context.Context, c C, rec *actionRecord, tr *tracking) (outcome, msg string, err error)
+	// Idempotent: the call carries the request id as X-Request-id and
+	// Veeam replays its first answer for 5 minutes (VSPC), so it may be
+	// sent again within that window after an answer that did not say
+	// whether it ran.
+	Idempotent bool
+}
+
+// tracking is what one tracker knows besides the record: in memory only,
+// for the life of the tracker.
+type tracking struct {
+	mu sync.Locker
+	// maybe: the call's answer did not show whether Veeam carried it out.
+	maybe bool
+	// since is the time since the call at this poll; settle is how long a
+	// status that has not left its value from before the call is not
+	// judged yet.
+	since, settle time.Duration
+	// evidence is how long a maybe-done call is watched for evidence
+	// (evidenceWindow); at its end a kind that can prove the call was never
+	// processed says so (rec.Unsent), else the action ends uncertain.
+	evidence time.Duration
+	// logonGen is the EM logon session that made the call (0: unknown).
+	logonGen uint64
+	// taskBaseline is the highest EM task number before the call (-1:
+	// unknown); tasks above it may be the call's.
+	taskBaseline int
 }
 
 // objectShape is how a family of kinds names its object; several kinds share
@@ -54,11 +81,11 @@ type objectShape struct {
 type kind struct {
 	name, targetType string
 	object           objectShape
-	followUncertain  bool
+	idempotent       bool
 	accepts          func(client any) bool
 	resolve          func(ctx context.Context, client any, a *config.Action, object string) (resolved, string)
 	call             func(ctx context.Context, client any, rec *actionRecord) (handle, error)
-	poll             func(ctx context.Context, client any, rec *actionRecord, mu sync.Locker) (string, string, error)
+	poll             func(ctx context.Context, client any, rec *actionRecord, tr *tracking) (string, string, error)
 }
 
 var kinds = map[string]*kind{}
@@ -70,14 +97,14 @@ func registerKind[C any](s kindSpec[C]) {
 		panic(fmt.Sprintf("trigger: action kind %q registered twice", s.Name))
 	}
 	kinds[s.Name] = &kind{
-		name: s.Name, targetType: s.TargetType, object: s.Object, followUncertain: s.FollowUncertain,
+		name: s.Name, targetType: s.TargetType, object: s.Object, idempotent: s.Idempotent,
 		accepts: func(c any) bool { _, ok := c.(C); return ok },
 		resolve: func(ctx context.Context, c any, a *config.Action, object string) (resolved, string) {
 			return s.Resolve(ctx, c.(C), a, object)
 		},
 		call: func(ctx context.Context, c any, rec *actionRecord) (handle, error) { return s.Call(ctx, c.(C), rec) },
-		poll: func(ctx context.Context, c any, rec *actionRecord, mu sync.Locker) (string, string, error) {
-			return s.Poll(ctx, c.(C), rec, mu)
+		poll: func(ctx context.Context, c any, rec *actionRecord, tr *tracking) (string, string, error) {
+			return s.Poll(ctx, c.(C), rec, tr)
 		},
 	}
 	name, check := s.Name, s.Object.Check
@@ -96,11 +123,15 @@ func (k *kind) clientFor(clients map[string]any, target string) (any, error) {
 	return c, nil
 }
 
-// handle is what a call returned to track the action by.
+// handle is what a call returned to track the action by. A call may return
+// the EM fields with an error too: they help find what the call did.
 type handle struct {
 	asyncID  string
 	taskID   string
 	sessions []sessionHandle
+	// logonGen and taskBaseline: see tracking.
+	logonGen     uint64
+	taskBaseline int
 }
 
 // resolved is what target_state found live: the exact thing the call will

@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
@@ -18,7 +17,8 @@ type emPlanStarter interface {
 	StartFailoverPlan(ctx context.Context, planID string, startDate *time.Time) (veeam.Task, error)
 }
 
-// em_plan_start: start an Enterprise Manager plan now; it ends with its task.
+// em_plan_start: start an Enterprise Manager plan now. Its finished task
+// only says that EM took the request: the outcome is submitted (or failed).
 func init() {
 	registerKind(kindSpec[emPlanStarter]{
 		Name:       config.ActionEMPlanStart,
@@ -28,10 +28,10 @@ func init() {
 			return resolveEMPlan(ctx, c, object)
 		},
 		Call: func(ctx context.Context, c emPlanStarter, rec *actionRecord) (handle, error) {
-			return taskHandle(c.StartFailoverPlan(ctx, rec.PlanID, nil))
+			return emCall(ctx, c, func() (veeam.Task, error) { return c.StartFailoverPlan(ctx, rec.PlanID, nil) })
 		},
-		Poll: func(ctx context.Context, c emPlanStarter, rec *actionRecord, mu sync.Locker) (string, string, error) {
-			return pollTask(ctx, c, rec, mu)
+		Poll: func(ctx context.Context, c emPlanStarter, rec *actionRecord, tr *tracking) (string, string, error) {
+			return pollPlanTask(ctx, c, rec, tr, emOpPlanStart)
 		},
 	})
 }

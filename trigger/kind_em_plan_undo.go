@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"context"
-	"sync"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -15,8 +14,8 @@ type emPlanUndoer interface {
 	UndoFailoverPlan(ctx context.Context, planID string) (veeam.Task, error)
 }
 
-// em_plan_undo: undo an Enterprise Manager plan's failover; it ends with its
-// task.
+// em_plan_undo: undo an Enterprise Manager plan's failover; like a start,
+// its outcome is submitted (or failed).
 func init() {
 	registerKind(kindSpec[emPlanUndoer]{
 		Name:       config.ActionEMPlanUndo,
@@ -26,10 +25,10 @@ func init() {
 			return resolveEMPlan(ctx, c, object)
 		},
 		Call: func(ctx context.Context, c emPlanUndoer, rec *actionRecord) (handle, error) {
-			return taskHandle(c.UndoFailoverPlan(ctx, rec.PlanID))
+			return emCall(ctx, c, func() (veeam.Task, error) { return c.UndoFailoverPlan(ctx, rec.PlanID) })
 		},
-		Poll: func(ctx context.Context, c emPlanUndoer, rec *actionRecord, mu sync.Locker) (string, string, error) {
-			return pollTask(ctx, c, rec, mu)
+		Poll: func(ctx context.Context, c emPlanUndoer, rec *actionRecord, tr *tracking) (string, string, error) {
+			return pollPlanTask(ctx, c, rec, tr, emOpPlanUndo)
 		},
 	})
 }

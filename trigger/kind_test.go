@@ -60,7 +60,7 @@ func init() {
 			job, err := c.SwitchOn(ctx, rec.Object)
 			return handle{taskID: job}, err
 		},
-		Poll: func(ctx context.Context, c lampSwitcher, rec *actionRecord, _ sync.Locker) (string, string, error) {
+		Poll: func(ctx context.Context, c lampSwitcher, rec *actionRecord, _ *tracking) (string, string, error) {
 			done, err := c.JobDone(ctx, rec.TaskID)
 			if err != nil || !done {
 				return "", "", err

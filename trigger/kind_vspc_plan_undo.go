@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
@@ -41,9 +40,11 @@ func init() {
 		Call: func(ctx context.Context, c vspcPlanUndoer, rec *actionRecord) (handle, error) {
 			return asyncHandle(c.UndoFailoverPlan(ctx, rec.PlanID, rec.RequestID))
 		},
-		Poll: func(ctx context.Context, c vspcPlanUndoer, rec *actionRecord, mu sync.Locker) (string, string, error) {
-			return pollVSPCPlan(ctx, c, rec, mu, func(status, _ string) string {
-				switch status {
+		Poll: func(ctx context.Context, c vspcPlanUndoer, rec *actionRecord, tr *tracking) (string, string, error) {
+			// An undo of an UndoFailed plan is judged only once the status
+			// left UndoFailed or a new session appeared (pollVSPCPlan).
+			return pollVSPCPlan(ctx, c, rec, tr, func(p veeam.FailoverPlan, _ bool) string {
+				switch p.Status {
 				case vspcReady:
 					return outcomeSuccess
 				case vspcUndoFailed:
@@ -52,6 +53,6 @@ func init() {
 				return ""
 			})
 		},
-		FollowUncertain: true,
+		Idempotent: true,
 	})
 }

@@ -222,6 +222,8 @@ func TestActionTypes(t *testing.T) {
 	emPlan := est.EM.Plans
 	cdp := est.EM.CdpReplicas[0]
 	now := time.Now()
+	// Test mode is for cloud failover plans.
+	cloud := env.cloudPlan(t, plans[0].InstanceUID, plans[2].InstanceUID, plans[3].InstanceUID)
 
 	type step struct {
 		name    string
@@ -234,7 +236,7 @@ func TestActionTypes(t *testing.T) {
 	replicas := func(ids ...string) func(*config.Rule) { return func(r *config.Rule) { r.Action.Replicas = ids } }
 	steps := []step{
 		{name: "vspc start", rule: newRule("vspc-start", config.ActionVSPCPlanStart, "vspc", plan(plans[0].Name)), outcome: outcomeSuccess},
-		{name: "vspc start test mode", rule: newRule("vspc-test", config.ActionVSPCPlanStart, "vspc", plan(plans[1].InstanceUID),
+		{name: "vspc start test mode", rule: newRule("vspc-test", config.ActionVSPCPlanStart, "vspc", plan(cloud.InstanceUID),
 			func(r *config.Rule) { r.Action.Test = true }), outcome: outcomeSuccess},
 		{name: "vspc start warning", rule: newRule("vspc-warn", config.ActionVSPCPlanStart, "vspc", plan(plans[2].InstanceUID)),
 			setup: func() { env.sim.SetVSPCActionOutcome("Warning") }, outcome: outcomeWarning},
@@ -242,10 +244,11 @@ func TestActionTypes(t *testing.T) {
 			setup: func() { env.sim.SetVSPCActionOutcome("Failed") }, outcome: outcomeFailed},
 		{name: "vspc undo", rule: newRule("vspc-undo", config.ActionVSPCPlanUndo, "vspc", plan(plans[0].Name)),
 			setup: func() { env.sim.SetVSPCActionOutcome("Success") }, outcome: outcomeSuccess},
-		{name: "vspc undo failed", rule: newRule("vspc-undo-fail", config.ActionVSPCPlanUndo, "vspc", plan(plans[1].InstanceUID)),
+		{name: "vspc undo failed", rule: newRule("vspc-undo-fail", config.ActionVSPCPlanUndo, "vspc", plan(cloud.InstanceUID)),
 			setup: func() { env.sim.SetVSPCActionOutcome("Failed") }, outcome: outcomeFailed},
-		{name: "em start", rule: newRule("em-start", config.ActionEMPlanStart, "em", plan(emPlan[0].Name)), outcome: outcomeSuccess},
-		{name: "em undo", rule: newRule("em-undo", config.ActionEMPlanUndo, "em", plan(emPlan[0].UID)), outcome: outcomeSuccess},
+		// EM's finished plan task only says EM took the request.
+		{name: "em start", rule: newRule("em-start", config.ActionEMPlanStart, "em", plan(emPlan[0].Name)), outcome: outcomeSubmitted},
+		{name: "em undo", rule: newRule("em-undo", config.ActionEMPlanUndo, "em", plan(emPlan[0].UID)), outcome: outcomeSubmitted},
 		{name: "em start failed", rule: newRule("em-fail", config.ActionEMPlanStart, "em", plan(emPlan[1].UID)),
 			setup: func() { env.sim.SetEMTaskOutcome(false) }, outcome: outcomeFailed},
 		{name: "em cdp failover", rule: newRule("em-cdp", config.ActionEMCdpFailover, "em", func(r *config.Rule) {

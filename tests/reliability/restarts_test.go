@@ -22,7 +22,7 @@ import (
 
 // restartOutcomes are the ends an action may have (DESIGN.md's outcome
 // label values).
-var restartOutcomes = []string{"success", "warning", "failed", "timeout", "abandoned"}
+var restartOutcomes = []string{"success", "warning", "failed", "timeout", "abandoned", "submitted", "uncertain"}
 
 // TestRestarts kills the exporter with SIGKILL at a random point of a storm
 // of webhooks against slow Veeam servers, restarts it on the same state
