@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -197,6 +198,7 @@ func serve(exp *collector.Exporter) (int, error) {
 type fixedVSPC struct {
 	plans   []veeam.FailoverPlan
 	objects []veeam.FailoverPlanObject
+	points  map[string]veeam.RecoveryPoint
 }
 
 func (f *fixedVSPC) ListFailoverPlans(context.Context) ([]veeam.FailoverPlan, error) {
@@ -205,6 +207,10 @@ func (f *fixedVSPC) ListFailoverPlans(context.Context) ([]veeam.FailoverPlan, er
 
 func (f *fixedVSPC) ListFailoverPlanObjects(context.Context) ([]veeam.FailoverPlanObject, error) {
 	return slices.Clone(f.objects), nil
+}
+
+func (f *fixedVSPC) ListReplicationRestorePoints(context.Context) (map[string]veeam.RecoveryPoint, error) {
+	return maps.Clone(f.points), nil
 }
 
 // allocResult is figure 2b.
@@ -290,7 +296,7 @@ func benchCollector(b *testing.B, f *fixedVSPC) {
 	for b.Loop() {
 		b.StopTimer()
 		plans, objects := slices.Clone(f.plans), slices.Clone(f.objects)
-		exp := collector.New([]collector.Target{vspcCollectorTarget(&fixedVSPC{plans, objects})}, collector.Options{PerObject: true, SessionsPerPlan: 1})
+		exp := collector.New([]collector.Target{vspcCollectorTarget(&fixedVSPC{plans, objects, f.points})}, collector.Options{PerObject: true, SessionsPerPlan: 1})
 		b.StartTimer()
 		if _, err := serve(exp); err != nil {
 			b.Fatal(err)
@@ -336,6 +342,9 @@ func (e *env) runAlloc() (allocResult, error) {
 		return r, err
 	}
 	if f.objects, err = p.client.ListFailoverPlanObjects(ctx); err != nil {
+		return r, err
+	}
+	if f.points, err = p.client.ListReplicationRestorePoints(ctx); err != nil {
 		return r, err
 	}
 	r.Collector = statOf(bench(func(b *testing.B) { benchCollector(b, &f) }), r.Objects)

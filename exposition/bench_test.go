@@ -3,6 +3,7 @@ package exposition_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"testing"
@@ -22,6 +23,7 @@ import (
 type estate struct {
 	plans   []veeam.FailoverPlan
 	objects []veeam.FailoverPlanObject
+	points  map[string]veeam.RecoveryPoint
 }
 
 func (e *estate) ListFailoverPlans(context.Context) ([]veeam.FailoverPlan, error) {
@@ -32,8 +34,12 @@ func (e *estate) ListFailoverPlanObjects(context.Context) ([]veeam.FailoverPlanO
 	return slices.Clone(e.objects), nil
 }
 
+func (e *estate) ListReplicationRestorePoints(context.Context) (map[string]veeam.RecoveryPoint, error) {
+	return maps.Clone(e.points), nil
+}
+
 func newEstate(plans, perPlan int) *estate {
-	e := &estate{}
+	e := &estate{points: map[string]veeam.RecoveryPoint{}}
 	statuses := []string{"Success", "Warning", "Failed", "", "Running"}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for p := range plans {
@@ -45,6 +51,8 @@ func newEstate(plans, perPlan int) *estate {
 			e.objects = append(e.objects, veeam.FailoverPlanObject{ID: fmt.Sprintf("10000000-0000-4000-8000-%06d%06d", p, o), PlanID: id,
 				Name: fmt.Sprintf("vm-%d-%d", p, o), HostName: "esx-01.example.com", RestoreStatus: statuses[(p+o)%len(statuses)],
 				RestorePointTime: t0.Add(time.Duration(p*perPlan+o) * time.Second)})
+			vm := e.objects[len(e.objects)-1].ID
+			e.points[vm] = veeam.RecoveryPoint{VMID: vm, Time: t0.Add(time.Duration(p*perPlan+o) * time.Minute), RestorePoints: 3}
 		}
 	}
 	return e
