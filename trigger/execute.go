@@ -218,6 +218,7 @@ func (t *Trigger) finish(rec *actionRecord, outcome, msg string) {
 // finishLocked records an action's outcome: metrics, audit line (on disk),
 // recent outcomes, log, and removal from the state file.
 func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool) {
+	t.releaseLocked(rec, outcome) // release.go: give back what an unsent action took
 	now := t.now()
 	var dur float64
 	if !rec.SentAt.IsZero() && outcome != outcomeAbandoned {
