@@ -24,20 +24,20 @@ const (
 // guard, a dry-run action, or an action decided. It is an audit line, an
 // entry of /trigger's recent decisions and part of the webhook's answer.
 type decision struct {
-	Time      time.Time `json:"time"`
-	Event     string    `json:"event"`
-	Rule      string    `json:"rule"`
-	Object    string    `json:"object,omitempty"`
+	Time   time.Time `json:"time"`
+	Event  string    `json:"event"`
+	Rule   string    `json:"rule"`
+	Object string    `json:"object,omitempty"`
 	// ObjectKey is the object as Veeam identifies it, once target_state
 	// resolved it.
 	ObjectKey string   `json:"object_key,omitempty"`
 	Alerts    []string `json:"alerts"`
-	GroupKey  string    `json:"group_key"`
-	Guard     string    `json:"guard,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Action    string    `json:"action,omitempty"`
-	Target    string    `json:"target,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
+	GroupKey  string   `json:"group_key"`
+	Guard     string   `json:"guard,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Action    string   `json:"action,omitempty"`
+	Target    string   `json:"target,omitempty"`
+	RequestID string   `json:"request_id,omitempty"`
 	// Outcome is blocked, dry_run or decided (not_recorded in a webhook
 	// answer when the decision could not be made durable: nothing called).
 	Outcome string `json:"outcome"`

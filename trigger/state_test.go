@@ -1,10 +1,10 @@
 package trigger
 
 import (
-	"errors"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http/httptest"
 	"os"

@@ -140,19 +140,19 @@ func (t *Trigger) StatusHandler() http.Handler {
 }
 
 type statusJSON struct {
-	Armed          bool          `json:"armed"`
-	DryRun         bool          `json:"dry_run"`
-	DisarmedReason string        `json:"disarmed_reason,omitempty"`
-	KillSwitch     killJSON      `json:"kill_switch"`
-	WebhookAuth    []string      `json:"webhook_auth"`
-	StateFile      string        `json:"state_file"`
-	AuditLog       string        `json:"audit_log"`
-	MaxConcurrent  int           `json:"max_concurrent"`
-	ActionTimeout  string        `json:"action_timeout"`
-	RateLimit      rateJSON      `json:"rate_limit"`
-	Rules          []ruleInfo    `json:"rules"`
-	Cooldowns      []coolJSON    `json:"cooldowns"`
-	InFlight       []inFlight    `json:"in_flight"`
+	Armed          bool       `json:"armed"`
+	DryRun         bool       `json:"dry_run"`
+	DisarmedReason string     `json:"disarmed_reason,omitempty"`
+	KillSwitch     killJSON   `json:"kill_switch"`
+	WebhookAuth    []string   `json:"webhook_auth"`
+	StateFile      string     `json:"state_file"`
+	AuditLog       string     `json:"audit_log"`
+	MaxConcurrent  int        `json:"max_concurrent"`
+	ActionTimeout  string     `json:"action_timeout"`
+	RateLimit      rateJSON   `json:"rate_limit"`
+	Rules          []ruleInfo `json:"rules"`
+	Cooldowns      []coolJSON `json:"cooldowns"`
+	InFlight       []inFlight `json:"in_flight"`
 	// ObjectLocks are objects held after an action ended without a known
 	// result (timeout, uncertain).
 	ObjectLocks []objectHold `json:"object_locks"`
