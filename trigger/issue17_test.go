@@ -507,3 +507,70 @@ func waitForWithin(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestUnsentReleases (item 6, release half): an action whose call Veeam's
+// answer proves unprocessed (Unsent, set by execution) gives back its dedup
+// keys, cooldowns and rate token when it ends, audited as released; one
+// that maybe reached Veeam keeps them.
+func TestUnsentReleases(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unsent  bool
+		outcome string
+	}{
+		{"refused unprocessed", true, outcomeFailed},
+		{"maybe sent", false, outcomeUncertain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := armedConfig(t.TempDir())
+			cfg.RateLimit.Actions = 1
+			tr := newBareTrigger(t, cfg, nil)
+			object := "vspc/plan/p1"
+			keys := []string{"k1", "k2"}
+			cks := []cooldownKey{{config.ActionVSPCPlanStart, object}}
+			now := time.Now()
+			rec := &actionRecord{RequestID: "55555555-5555-5555-8555-555555555555", Rule: "r", Action: config.ActionVSPCPlanStart,
+				Target: "vspc", Object: "p1", ObjectKey: object, Status: statusSent, DecidedAt: now, SentAt: now, PlanID: "p1"}
+			tr.mu.Lock()
+			tr.store.commit(rec, keys, cks, now.Add(time.Hour), now)
+			tr.store.limiter.AllowN(now, 1)
+			rec.Unsent = tc.unsent
+			tr.finishLocked(rec, tc.outcome, "test", true)
+			dedup := tr.store.dedupReason(keys, time.Now(), false)
+			cool := tr.store.cooldownReason(time.Hour, cks, time.Now(), false)
+			_, held := tr.store.holds[object]
+			tr.mu.Unlock()
+			if tc.unsent {
+				if dedup != "" || cool != "" || held || tr.tokens() < 0.99 {
+					t.Fatalf("not released: dedup %q cooldown %q held %v tokens %.2f", dedup, cool, held, tr.tokens())
+				}
+				checkAuditEvent(t, cfg.AuditLog, rec.RequestID, eventReleased)
+				return
+			}
+			if dedup == "" || cool == "" || !held || tr.tokens() >= 1 {
+				t.Fatalf("maybe-sent action released: dedup %q cooldown %q held %v tokens %.2f", dedup, cool, held, tr.tokens())
+			}
+		})
+	}
+}
+
+// TestPendingSurvivesRestart: a pending decision is in the state file; the
+// restarted trigger acts on it at its `for` deadline.
+func TestPendingSurvivesRestart(t *testing.T) {
+	env := startSimTLS(t, simulator.Options{Seed: 27})
+	p := env.readyPlans(t, 1)[0]
+	cfg := baseConfig(t.TempDir(), newRule("f", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID), func(r *config.Rule) {
+		r.For = modelDuration(2 * time.Second)
+	}))
+	h1 := newHarness(t, cfg, env.actors, Options{})
+	if d := only(t, h1.post(t, amtest.Notification("g", alertFor("f", time.Now())).JSON()), "f"); d.Guard != guardFor {
+		t.Fatalf("%s", verdict(d))
+	}
+	closeHarness(t, h1)
+	h2 := newHarness(t, cfg, tlsActors(t, env.sim), Options{})
+	if ps := h2.tr.status().Pending; len(ps) != 1 {
+		t.Fatalf("pending after restart %+v", ps)
+	}
+	waitForWithin(t, 5*time.Second, func() bool { return env.vspcCalls(p.InstanceUID, "start") == 1 })
+	h2.wait(t, 10*time.Second)
+}
