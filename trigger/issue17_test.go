@@ -574,3 +574,27 @@ func TestPendingSurvivesRestart(t *testing.T) {
 	waitForWithin(t, 5*time.Second, func() bool { return env.vspcCalls(p.InstanceUID, "start") == 1 })
 	h2.wait(t, 10*time.Second)
 }
+
+// TestPendingRateLimit: a decision stopped by the rate limit acts by itself
+// when the next token comes, without another notification.
+func TestPendingRateLimit(t *testing.T) {
+	env := startSimTLS(t, simulator.Options{Seed: 28})
+	ps := env.readyPlans(t, 2)
+	cfg := baseConfig(t.TempDir(),
+		newRule("a", config.ActionVSPCPlanStart, "vspc", planStart(ps[0].InstanceUID)),
+		newRule("b", config.ActionVSPCPlanStart, "vspc", planStart(ps[1].InstanceUID)))
+	cfg.RateLimit = config.RateLimit{Actions: 1, Per: modelDuration(2 * time.Second)}
+	h := newHarness(t, cfg, env.actors, Options{})
+	ans := h.post(t, amtest.Notification("g", alertFor("a", time.Now().Add(-time.Hour)), alertFor("b", time.Now().Add(-time.Hour))).JSON())
+	if a, b := only(t, ans, "a"), only(t, ans, "b"); a.Outcome != verdictDecided || b.Guard != guardRateLimit {
+		t.Fatalf("a %s, b %s", verdict(a), verdict(b))
+	}
+	if got := testutil.ToFloat64(h.tr.m.pending.WithLabelValues("b", guardRateLimit)); got != 1 {
+		t.Fatalf("pending{b,rate_limit} = %v", got)
+	}
+	waitForWithin(t, 5*time.Second, func() bool { return env.vspcCalls(ps[1].InstanceUID, "start") == 1 })
+	h.wait(t, 10*time.Second)
+	if got := env.vspcCalls(ps[0].InstanceUID, "start"); got != 1 {
+		t.Fatalf("%d starts of a", got)
+	}
+}
