@@ -165,6 +165,9 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 		}
 		return
 	}
+	if prev != nil && from == nil && prev.Guard == guard && prev.Next.Equal(next) && prev.Attempts == attempts && len(prev.Alerts) == len(alerts) {
+		return // a repeat of what is kept already (a storm): no write
+	}
 	pd := &pendingDecision{ID: id, Rule: r.name, Action: r.action.Type, Target: r.action.Target, Object: g.object,
 		GroupKey: p.GroupKey, Guard: guard, Reason: reason, Since: now, Next: next, Attempts: attempts, Alerts: alerts}
 	if prev != nil {
