@@ -16,10 +16,10 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 	webflag "github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/veeam-failover/veeam_failover_exporter/demo"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/httpguard"
 )
 
 const exporterName = "veeam_failover_exporter"
@@ -96,7 +96,7 @@ func run(ctx context.Context, args []string) int {
 		<-ctx.Done()
 		_ = srv.Shutdown(context.Background())
 	}()
-	if err := web.ListenAndServe(srv, toolkit, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := listenAndServe(srv, toolkit, httpguard.Defaults, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error("http server failed", "err", err)
 		return 1
 	}

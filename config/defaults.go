@@ -18,6 +18,7 @@ const (
 	defaultActionTimeout     = 30 * time.Minute
 	defaultMinAlerts         = 1
 	defaultCooldown          = 24 * time.Hour
+	defaultMaxDecisions      = 200
 )
 
 // Default returns a configuration with every default applied and no targets
@@ -36,7 +37,8 @@ func Default() *Config {
 				Actions: defaultRateLimitActions,
 				Per:     model.Duration(defaultRateLimitPer),
 			},
-			ActionTimeout: model.Duration(defaultActionTimeout),
+			ActionTimeout:               model.Duration(defaultActionTimeout),
+			MaxDecisionsPerNotification: defaultMaxDecisions,
 		},
 	}
 }

@@ -89,7 +89,11 @@ type TriggerConfig struct {
 	// ActionTimeout bounds how long an action is tracked before it ends as
 	// `timeout` (default 30m).
 	ActionTimeout model.Duration `yaml:"action_timeout"`
-	Rules         []Rule         `yaml:"rules,omitempty"`
+	// MaxDecisionsPerNotification bounds the decisions one webhook
+	// notification may make (default 200); a larger one is refused with 400
+	// before anything is decided.
+	MaxDecisionsPerNotification int    `yaml:"max_decisions_per_notification"`
+	Rules                       []Rule `yaml:"rules,omitempty"`
 }
 
 // RateLimit is the global token bucket across all rules.

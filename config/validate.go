@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -173,6 +174,14 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 	if tr.ActionTimeout <= 0 {
 		p.errorf("trigger.action_timeout", "must be more than 0s")
 	}
+	if tr.MaxDecisionsPerNotification < 1 {
+		p.errorf("trigger.max_decisions_per_notification", "must be at least 1, got %d", tr.MaxDecisionsPerNotification)
+	}
+	if tr.StateFile != "" && !tr.DryRun {
+		if err := writableDir(filepath.Dir(tr.StateFile)); err != nil {
+			p.errorf("trigger.state_file", "the state file's directory cannot hold it: %v; create the directory (or mount its volume) and make it writable by the exporter", err)
+		}
+	}
 	if tr.WebhookBearerTokenFile != "" && opts.WebhookBasicAuth {
 		p.errorf("trigger.webhook_bearer_token_file", "cannot be combined with basic_auth_users in --web.config.file: "+
 			"both use the Authorization header and Alertmanager sends only one; keep one of them")
@@ -270,4 +279,24 @@ func (p *parser) validateAction(cfg *Config, a *Action, key string) {
 
 func knownTargetType(s string) bool {
 	return s == TypeVSPC || s == TypeEM || s == TypeVBR
+}
+
+// writableDir checks that dir exists, is a directory and accepts a new file,
+// by creating and removing one: a state file in a missing or read-only
+// directory would pass every other check and fail on the first decision.
+func writableDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".veeam-failover-exporter-check-*")
+	if err != nil {
+		return fmt.Errorf("directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
 }

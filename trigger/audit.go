@@ -12,6 +12,11 @@ import (
 const (
 	eventDecision = "decision"
 	eventOutcome  = "outcome"
+	// eventReleased: an action that never reached Veeam gave back its
+	// dedup keys, cooldowns, rate-limit use and object lock.
+	eventReleased = "released"
+	// eventPending: a decision kept to be evaluated again, or dropped.
+	eventPending = "pending"
 )
 
 // decision is one verdict of the pipeline for one rule and object over the
@@ -19,20 +24,32 @@ const (
 // guard, a dry-run action, or an action decided. It is an audit line, an
 // entry of /trigger's recent decisions and part of the webhook's answer.
 type decision struct {
-	Time      time.Time `json:"time"`
-	Event     string    `json:"event"`
-	Rule      string    `json:"rule"`
-	Object    string    `json:"object,omitempty"`
-	Alerts    []string  `json:"alerts"`
-	GroupKey  string    `json:"group_key"`
-	Guard     string    `json:"guard,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Action    string    `json:"action,omitempty"`
-	Target    string    `json:"target,omitempty"`
-	RequestID string    `json:"request_id,omitempty"`
+	Time   time.Time `json:"time"`
+	Event  string    `json:"event"`
+	Rule   string    `json:"rule"`
+	Object string    `json:"object,omitempty"`
+	// ObjectKey is the object as Veeam identifies it, once target_state
+	// resolved it.
+	ObjectKey string   `json:"object_key,omitempty"`
+	Alerts    []string `json:"alerts"`
+	GroupKey  string   `json:"group_key"`
+	Guard     string   `json:"guard,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Action    string   `json:"action,omitempty"`
+	Target    string   `json:"target,omitempty"`
+	RequestID string   `json:"request_id,omitempty"`
 	// Outcome is blocked, dry_run or decided (not_recorded in a webhook
 	// answer when the decision could not be made durable: nothing called).
 	Outcome string `json:"outcome"`
+	// retry: blocked at target_state because the target could not be read.
+	retry bool
+}
+
+// decidedLine is the audit line of a decided action: the decision and what
+// it added to the memory, from which a lost state file is rebuilt.
+type decidedLine struct {
+	decision
+	Memory *actionMemory `json:"memory,omitempty"`
 }
 
 // Decision outcomes.

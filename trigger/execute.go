@@ -399,6 +399,7 @@ func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool
 		t.store.removeAction(rec.RequestID)
 		return
 	}
+	t.releaseLocked(rec, outcome) // release.go: give back what an unsent action took
 	now := t.now()
 	var dur float64
 	if !rec.SentAt.IsZero() && outcome != outcomeAbandoned {

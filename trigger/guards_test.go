@@ -221,8 +221,11 @@ func TestGuards(t *testing.T) {
 		if verdict(d) != guardConcurrency {
 			t.Fatalf("second: %s (%s)", verdict(d), d.Reason)
 		}
+		// Kept, not forgotten: when the slot frees the trigger evaluates
+		// the decision again itself and acts; a resend is then a repeat.
+		waitFor(t, func() bool { return env.vspcCalls(p2.InstanceUID, "start") == 1 })
 		h.wait(t, 5*time.Second)
-		expect(t, h, amtest.Notification("g2", alertFor("b", now.Add(-time.Hour))).JSON(), "b", verdictDecided, p2, 1)
+		expect(t, h, amtest.Notification("g2", alertFor("b", now.Add(-time.Hour))).JSON(), "b", guardDedup, p2, 1)
 	})
 
 	t.Run("dry_run", func(t *testing.T) {

@@ -21,7 +21,10 @@ type metrics struct {
 	outcomes        *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
+	pending         *prometheus.GaugeVec
 	armed           prometheus.GaugeFunc
+	dryRun          prometheus.GaugeFunc
+	killSwitch      prometheus.GaugeFunc
 	stateError      prometheus.GaugeFunc
 	inFlight        prometheus.GaugeFunc
 	tokens          prometheus.GaugeFunc
@@ -55,7 +58,7 @@ func newMetrics(t *Trigger) *metrics {
 		}, []string{"rule", "action"}),
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veeam_trigger_action_outcomes_total",
-			Help: "Decided actions by how they ended: success, warning, failed, timeout or abandoned.",
+			Help: "Decided actions by how they ended: success, warning, failed, timeout, abandoned, submitted, uncertain (maybe done: alert on it), expired or rejected.",
 		}, []string{"rule", "action", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "veeam_trigger_action_duration_seconds",
@@ -66,13 +69,25 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_last_action_timestamp_seconds",
 			Help: "When the rule last made a failover call, in seconds since the epoch.",
 		}, []string{"rule"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veeam_trigger_pending_decisions",
+			Help: "Decisions kept to be evaluated again by the trigger itself, by rule and the guard they wait on (for, target_state: target unreadable, rate_limit, concurrency).",
+		}, []string{"rule", "guard"}),
+		dryRun: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_dry_run",
+			Help: "1 when the configuration sets dry_run: true (decisions are shown, never called).",
+		}, func() float64 { return boolFloat(t.dryRunConfigured()) }),
+		killSwitch: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "veeam_trigger_kill_switch_active",
+			Help: "1 while the kill switch file exists (or cannot be checked): no action is called.",
+		}, func() float64 { kill, _ := killSwitch(t.killSwitchPath()); return boolFloat(kill) }),
 		armed: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_armed",
 			Help: "1 when the trigger would make failover calls: not in dry-run mode, no kill switch file, state file readable.",
 		}, func() float64 { return boolFloat(t.Armed()) }),
 		stateError: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_state_error",
-			Help: "1 while the trigger is disarmed because its state file could not be read or parsed (see /trigger).",
+			Help: "1 while the trigger is disarmed because its state file could not be used (unreadable, or missing with a history it cannot rebuild) or its audit log cannot be opened (see /trigger).",
 		}, func() float64 { return boolFloat(t.stateError()) }),
 		inFlight: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_actions_in_flight",
@@ -92,7 +107,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
-		m.failures, m.outcomes, m.duration, m.lastAction, m.armed, m.stateError, m.inFlight, m.tokens,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
@@ -121,11 +136,30 @@ func (m *metrics) initRules(rules []*rule) {
 			m.outcomes.WithLabelValues(r.name, a, o)
 		}
 	}
+	for _, r := range rules {
+		for _, g := range pendingGuards {
+			m.pending.WithLabelValues(r.name, g)
+		}
+	}
 	for _, s := range []string{statusFiring, statusResolved} {
 		m.alertsReceived.WithLabelValues(s)
 	}
 	for _, c := range []int{200, 400, 401, 405, 413, 415, 500, 503} {
 		m.webhookRequests.WithLabelValues(strconv.Itoa(c))
+	}
+}
+
+// setPendingLocked sets veeam_trigger_pending_decisions from the pending
+// decisions: every rule's series exist, at 0 when nothing waits.
+func (m *metrics) setPendingLocked(rules []*rule, pending []*pendingDecision) {
+	m.pending.Reset()
+	for _, r := range rules {
+		for _, g := range pendingGuards {
+			m.pending.WithLabelValues(r.name, g).Set(0)
+		}
+	}
+	for _, p := range pending {
+		m.pending.WithLabelValues(p.Rule, p.Guard).Inc()
 	}
 }
 

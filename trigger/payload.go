@@ -24,9 +24,9 @@ const (
 
 // payload is an Alertmanager webhook notification, version 4.
 //
-// Parsing is strict about what the trigger relies on (syntax, version,
-// types, required fields, sane timestamps) and tolerant of fields it does
-// not know: Alertmanager adds fields in minor releases (notification_reason,
+// Parsing is strict about what the trigger relies on (syntax, keys exactly
+// as Alertmanager writes them and each once per object, version, types,
+// required fields, sane timestamps) and tolerant of fields it does not know: Alertmanager adds fields in minor releases (notification_reason,
 // routeLabels in 0.28+), and refusing them would make an Alertmanager upgrade
 // silently disable the failover.
 type payload struct {
@@ -105,6 +105,9 @@ func parsePayload(body []byte, now time.Time) (*payload, error) {
 	// body.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, badPayload("invalid JSON: data after the payload object")
+	}
+	if err := checkKeys(body); err != nil {
+		return nil, err
 	}
 	if err := p.validate(now); err != nil {
 		return nil, err

@@ -40,6 +40,13 @@ func TestParsePayload(t *testing.T) {
 		{"startsAt 1970", replace(testNow.Add(-time.Hour).Format(time.RFC3339Nano), "1970-01-01T00:00:00Z"), "before 2000"},
 		{"startsAt far future", replace(testNow.Add(-time.Hour).Format(time.RFC3339Nano), testNow.Add(25*time.Hour).Format(time.RFC3339Nano)), "in the future"},
 		{"startsAt not a time", replace(testNow.Add(-time.Hour).Format(time.RFC3339Nano), "yesterday"), "invalid JSON"},
+		// Issue 17 item 14: keys exactly as Alertmanager writes them, once.
+		{"status in another case", replace(`"status":"firing","truncatedAlerts"`, `"status":"resolved","Status":"firing","truncatedAlerts"`), `key "Status" in the payload: Alertmanager writes it "status"`},
+		{"alert status in another case", replace(`"status":"firing","labels"`, `"STATUS":"firing","labels"`), `key "STATUS" in alerts[]: Alertmanager writes it "status"`},
+		{"duplicate status", replace(`"status":"firing","truncatedAlerts"`, `"status":"resolved","status":"firing","truncatedAlerts"`), `key "status" appears twice in the payload`},
+		{"duplicate alert status", replace(`"status":"firing","labels"`, `"status":"resolved","status":"firing","labels"`), `key "status" appears twice in alerts[]`},
+		{"duplicate label", replace(`"labels":{"alertname":"SiteDown","site":"a"}`, `"labels":{"alertname":"SiteDown","site":"b","site":"a"}`), `key "site" appears twice in alerts[].labels`},
+		{"labels in any case are labels", replace(`"labels":{"alertname":"SiteDown","site":"a"}`, `"labels":{"alertname":"SiteDown","site":"a","Site":"b"}`), ""},
 		{"labels wrong type", replace(`"labels":{"alertname":"SiteDown","site":"a"}`, `"labels":["a"]`), `field "alerts.labels"`},
 	}
 	for _, tc := range tests {

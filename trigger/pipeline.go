@@ -18,22 +18,25 @@ import (
 // the same id from the same notification.
 var requestIDNamespace = uuid.MustParse("6f0c2a4e-8d1b-5e3f-9a7c-2b4d6e8f0a1c")
 
-// requestID is the idempotency key of an action: UUIDv5 of rule, object,
-// alert group key and the group's earliest startsAt.
-func requestID(rule, object, groupKey string, startsAt time.Time) string {
-	name := rule + "\x00" + object + "\x00" + groupKey + "\x00" + startsAt.UTC().Format(time.RFC3339Nano)
+// requestID is the idempotency key of an action: UUIDv5 of the action type,
+// the object as Veeam identifies it (objectKey), the alert group key and the
+// group's earliest startsAt. The rule is not part of it: two rules, or a
+// renamed rule, acting on one object for one alert group send one id.
+func requestID(action, object, groupKey string, startsAt time.Time) string {
+	name := action + "\x00" + object + "\x00" + groupKey + "\x00" + startsAt.UTC().Format(time.RFC3339Nano)
 	return uuid.NewSHA1(requestIDNamespace, []byte(name)).String()
 }
 
-// dedupKeys are the keys that mark an alert group as handled by a rule for
-// an object: the group (group key + earliest startsAt, what Alertmanager's
-// repeats and HA peers share) and each alert instance (labels + startsAt),
-// so that an alert already acted on does not act again through another
-// group or when an older alert joins its group.
-func dedupKeys(rule, object, groupKey string, startsAt time.Time, acting []*alert) []string {
-	keys := []string{hashKey("group", rule, object, groupKey, startsAt.UTC().Format(time.RFC3339Nano))}
+// dedupKeys are the keys that mark an alert group as handled by an action
+// on an object: the group (group key + earliest startsAt, what
+// Alertmanager's repeats and HA peers share) and each alert instance
+// (labels + startsAt), so that an alert already acted on does not act again
+// through another group, another rule or when an older alert joins its
+// group.
+func dedupKeys(action, object, groupKey string, startsAt time.Time, acting []*alert) []string {
+	keys := []string{hashKey("group", action, object, groupKey, startsAt.UTC().Format(time.RFC3339Nano))}
 	for _, a := range acting {
-		keys = append(keys, hashKey("alert", rule, object, a.id(), a.StartsAt.UTC().Format(time.RFC3339Nano)))
+		keys = append(keys, hashKey("alert", action, object, a.id(), a.StartsAt.UTC().Format(time.RFC3339Nano)))
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
@@ -171,16 +174,41 @@ var errClosed = errors.New("trigger is shutting down")
 
 // evaluate runs the pipeline over a notification and returns its
 // decisions. An error means a decision could not be made durable (or the
-// trigger is closing): the decision that failed called nothing.
+// trigger is closing): the decision that failed called nothing. A
+// notification that would make more than max_decisions_per_notification
+// decisions is refused (a *payloadError) before anything is decided.
 func (t *Trigger) evaluate(ctx context.Context, p *payload) ([]decision, error) {
+	return t.evaluateScoped(ctx, p, nil)
+}
+
+// evaluateScoped is evaluate; with pd it evaluates a pending decision again,
+// on its group only.
+func (t *Trigger) evaluateScoped(ctx context.Context, p *payload, pd *pendingDecision) ([]decision, error) {
 	now := t.now()
 	t.mu.Lock()
 	rules := t.rules
 	killPath := t.cfg.KillSwitchFile
+	maxDecisions := t.cfg.MaxDecisionsPerNotification
 	t.mu.Unlock()
 	kill, killReason := killSwitch(killPath)
+	groups := classify(p, rules, now, kill, killReason)
+	if pd != nil {
+		groups = pd.scope(groups, rules)
+	} else {
+		n := 0
+		for _, g := range groups {
+			n += len(g.stops)
+			if len(g.acting) > 0 {
+				n++
+			}
+		}
+		if n > maxDecisions {
+			return nil, badPayload("the notification would make %d decisions, more than max_decisions_per_notification (%d); nothing was decided", n, maxDecisions)
+		}
+		t.noteAlerts(p, now)
+	}
 	var out []decision
-	for _, g := range classify(p, rules, now, kill, killReason) {
+	for _, g := range groups {
 		base := decision{Time: now, Event: eventDecision, Rule: ruleNone, GroupKey: p.GroupKey, Outcome: verdictBlocked}
 		if g.rule != nil {
 			base.Rule, base.Object = g.rule.name, g.object
@@ -191,33 +219,43 @@ func (t *Trigger) evaluate(ctx context.Context, p *payload) ([]decision, error) 
 			d.Alerts = fingerprints(s.alerts)
 			d.Guard, d.Reason = s.guard, s.reason
 			if g.rule != nil {
-				d.RequestID = requestID(g.rule.name, g.object, p.GroupKey, earliestStart(s.alerts))
+				d.RequestID = requestID(g.rule.action.Type, writtenObject(g.rule, g.object), p.GroupKey, earliestStart(s.alerts))
 			}
 			t.record(d)
 			out = append(out, d)
 		}
-		if len(g.acting) == 0 {
-			continue
+		var final *decision
+		if len(g.acting) > 0 {
+			d, err := t.decide(ctx, p, g, base, now)
+			out = append(out, d)
+			if err != nil {
+				return out, err
+			}
+			final = &d
 		}
-		d, err := t.decide(ctx, p, g, base, now)
-		out = append(out, d)
-		if err != nil {
-			return out, err
-		}
+		t.keepPending(p, g, final, pd)
 	}
 	return out, nil
 }
 
 // decide runs the group stages for alerts that passed the alert stages.
 // When all agree the action is made durable and started.
+//
+// The state stages run twice: before target_state's live read on the object
+// as written (their keys reserved while Veeam is read, so concurrent
+// identical notifications stop at dedup), and after it on the object as
+// written and as Veeam identifies it, all of them, since the state may have
+// changed meanwhile (another rule, a reload).
 func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decision, now time.Time) (decision, error) {
 	r := g.rule
-	startsAt := earliestStart(g.acting)
+	e := &evaluation{p: p, g: g, now: now, startsAt: earliestStart(g.acting)}
+	written := writtenObject(r, g.object)
+	e.keyOn(written)
+	if t.ruleLegacyCooldown(r, g.object) {
+		e.cks = append(e.cks, legacyCooldownKey(r.name, g.object))
+	}
 	d.Alerts = fingerprints(g.acting)
-	d.RequestID = requestID(r.name, g.object, p.GroupKey, startsAt)
-	e := &evaluation{p: p, g: g, now: now,
-		keys: dedupKeys(r.name, g.object, p.GroupKey, startsAt, g.acting),
-		ck:   cooldownKey{r.name, g.object}}
+	d.RequestID = requestID(r.action.Type, written, p.GroupKey, e.startsAt)
 	blockLocked := func(guard, reason string) (decision, error) {
 		d.Guard, d.Reason = guard, reason
 		t.recordLocked(d, true)
@@ -231,9 +269,10 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 		}
 	}
 
-	// The state stages before the live read, then their keys are reserved
-	// while Veeam is read.
-	reserved := append(slices.Clone(e.keys), pendingCooldownKey(e.ck))
+	reserved := slices.Clone(e.keys)
+	for _, k := range e.cks {
+		reserved = append(reserved, reservedCooldownKey(k))
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -260,23 +299,27 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.store.release(reserved)
+	t.store.unreserve(reserved)
 	e.now = t.now()
 	now = e.now
 	if liveStop != nil {
+		d.retry = e.unreadable
 		return blockLocked(liveStop.name, liveReason)
 	}
 	if t.closed {
 		return d, errClosed
 	}
-	// Every state stage again: the state may have changed while Veeam was
-	// read (another rule, a reload).
+	if e.object = objectKey(r.action.Target, e.res); e.object != "" {
+		e.keyOn(e.object)
+		d.ObjectKey = e.object
+		d.RequestID = requestID(r.action.Type, e.object, p.GroupKey, e.startsAt)
+	}
 	ttl := max(r.cooldown, minDedupTTL)
 	if s, reason := t.firstStateStop(e, groupStages(func(*stage) bool { return true })); s != nil {
 		if !s.dryRun {
 			return blockLocked(s.name, reason)
 		}
-		t.store.rememberDry(e.keys, e.ck, now.Add(ttl), now, t.cooldownOfLocked)
+		t.store.rememberDry(e.keys, e.cks, now.Add(ttl), now, t.keepCooldownLocked())
 		d.Guard, d.Reason, d.Outcome = s.name, reason, verdictDryRun
 		t.recordLocked(d, true)
 		return d, nil
@@ -285,31 +328,35 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	res := e.res
 	rec := &actionRecord{
 		RequestID: d.RequestID, Rule: r.name, Action: r.action.Type, Target: r.action.Target,
-		Object: g.object, GroupKey: p.GroupKey, StartsAt: startsAt, Alerts: d.Alerts,
+		Object: g.object, ObjectKey: e.object, GroupKey: p.GroupKey, StartsAt: e.startsAt, Alerts: d.Alerts,
 		Status: statusDecided, DecidedAt: now,
 		PlanID: res.planID, PlanName: res.planName, Test: r.action.Test && slices.Contains(r.kind.object.Keys, "test"),
 		PrevStatus: res.prevStatus, PrevSessionID: res.prevSessionID,
 		CdpReplica: res.cdpReplica, VM: res.vm, PointIDs: res.pointIDs, Reason: r.action.Reason,
 	}
 	if t.store.action(rec.RequestID) != nil {
-		// Same request id still in flight: same rule, object, group and
+		// Same request id still in flight: same action, object, group and
 		// startsAt. Dedup should have caught it; never send it twice.
 		return blockLocked(guardDedup, "an action with this request id is in flight")
 	}
 	d.Outcome = verdictDecided
-	// The audit line is on disk before the state, and both before the call.
-	if err := t.audit.write(d, true); err != nil {
+	undo := t.store.commit(rec, e.keys, e.cks, now.Add(ttl), now)
+	// The audit line (with what the decision adds to the memory, so a lost
+	// state file can be rebuilt from it) is on disk before the state, and
+	// both before the call.
+	if err := t.audit.write(decidedLine{decision: d, Memory: rec.Memory}, true); err != nil {
+		undo()
 		t.logger.Error("decision not recorded in the audit log; nothing is called", "rule", r.name, "object", g.object, "request_id", d.RequestID, "err", err)
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
-	undo := t.store.commit(rec, e.keys, e.ck, now.Add(ttl), now)
 	if err := t.saveLocked(); err != nil {
 		undo()
 		_ = t.audit.write(outcomeLine{
 			Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
 			RequestID: rec.RequestID, Outcome: outcomeAbandoned, Message: "not sent: the state file could not be written",
 		}, true)
+		_ = t.audit.write(releasedLine(rec, now, "the decision never reached the state file"), true)
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)
 	}
@@ -319,12 +366,13 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	return d, nil
 }
 
-// cooldownOfLocked returns the cooldown of the rule with this name.
-func (t *Trigger) cooldownOfLocked(name string) (time.Duration, bool) {
-	if r := t.ruleLocked(name); r != nil {
-		return r.cooldown, true
-	}
-	return 0, false
+// ruleLegacyCooldown reports whether an older state file holds a cooldown
+// of this rule on this object as written (kept through an upgrade).
+func (t *Trigger) ruleLegacyCooldown(r *rule, object string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.store.cooldowns[legacyCooldownKey(r.name, object)]
+	return ok
 }
 
 // record adds a decision to the metrics, recent decisions, audit log and

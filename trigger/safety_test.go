@@ -123,48 +123,76 @@ func TestTwoReplicas(t *testing.T) {
 // TestCrashBetweenDecisionAndCall: a state file holding a decided action
 // (the process died after making it durable, before sending) never leads
 // to the call, also with the target ready to accept it.
-func TestCrashBetweenDecisionAndCall(t *testing.T) {
+// TestCrashInDecidedReleases (issue 17 item 7): an action found "decided"
+// after a crash was never sent: it ends abandoned, gives back its cooldown,
+// dedup keys and rate token (audited as released), and Alertmanager's next
+// notification of the still firing alert acts.
+func TestCrashInDecidedReleases(t *testing.T) {
 	env := startSim(t, simulator.Options{Seed: 13})
 	p := env.readyPlans(t, 1)[0]
 	dir := t.TempDir()
 	r := newRule("r", config.ActionVSPCPlanStart, "vspc", planStart(p.InstanceUID))
 	cfg := baseConfig(dir, r)
-	at := time.Now().Add(-time.Minute)
+	cfg.RateLimit.Actions = 1
 	body := amtest.Notification("crash", alertFor("r", time.Now().Add(-time.Hour))).JSON()
-	pl, err := parsePayload(body, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+
+	// The state file of an exporter that crashed after deciding, before
+	// sending: the action is still decided, with what commit added.
 	s := newState()
-	rid := requestID("r", p.InstanceUID, "crash", pl.Alerts[0].StartsAt)
-	s.actions = []*actionRecord{{RequestID: rid, Rule: "r", Action: config.ActionVSPCPlanStart, Target: "vspc",
-		Object: p.InstanceUID, GroupKey: "crash", StartsAt: pl.Alerts[0].StartsAt, Status: statusDecided,
-		DecidedAt: at, PlanID: lower(p.InstanceUID)}}
-	s.cooldowns[cooldownKey{"r", p.InstanceUID}] = at
-	for _, k := range dedupKeys("r", p.InstanceUID, "crash", pl.Alerts[0].StartsAt, []*alert{&pl.Alerts[0]}) {
-		s.dedup[k] = at.Add(time.Hour)
-	}
+	st := newStore(nil)
+	st.state = s
+	pl, _ := parsePayload(body, time.Now())
+	object := "vspc/plan/" + lower(p.InstanceUID)
+	at := time.Now().Add(-time.Minute)
+	keys := dedupKeys(config.ActionVSPCPlanStart, object, "crash", pl.Alerts[0].StartsAt, []*alert{&pl.Alerts[0]})
+	rid := requestID(config.ActionVSPCPlanStart, object, "crash", pl.Alerts[0].StartsAt)
+	rec := &actionRecord{RequestID: rid, Rule: "r", Action: config.ActionVSPCPlanStart, Target: "vspc",
+		Object: p.InstanceUID, ObjectKey: object, GroupKey: "crash", StartsAt: pl.Alerts[0].StartsAt, Status: statusDecided,
+		DecidedAt: at, PlanID: lower(p.InstanceUID)}
+	st.commit(rec, keys, []cooldownKey{{config.ActionVSPCPlanStart, object}}, at.Add(time.Hour), at)
 	data, _ := s.marshal()
 	if err := writeFileAtomic(cfg.StateFile, data); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, cfg, env.actors, Options{})
-	// Alertmanager retries the notification after the restart: dedup.
-	if d := only(t, h.post(t, body), "r"); d.Guard != guardDedup {
-		t.Fatalf("retry after restart: %s", verdict(d))
-	}
-	h.wait(t, time.Second)
-	time.Sleep(100 * time.Millisecond)
-	if got := env.vspcCalls(p.InstanceUID, "start"); got != 0 {
-		t.Fatalf("%d start calls after restart", got)
-	}
+	h := newHarness(t, cfg, newActors(t, env.sim), Options{})
 	if got := h.counter(h.tr.m.outcomes, "r", config.ActionVSPCPlanStart, outcomeAbandoned); got != 1 {
 		t.Fatalf("abandoned %v", got)
 	}
-	outs := h.tr.status().RecentOutcomes
-	if len(outs) != 1 || outs[0].RequestID != rid || outs[0].Outcome != outcomeAbandoned {
-		t.Fatalf("outcomes %+v", outs)
+	if got := h.tr.tokens(); got < 0.99 {
+		t.Fatalf("rate-limit token not given back: %.2f tokens", got)
 	}
+	// Alertmanager's next notification of the firing alert acts, once.
+	if d := only(t, h.post(t, body), "r"); d.Outcome != verdictDecided || d.RequestID != rid {
+		t.Fatalf("notification after restart: %s %s, want decided %s", verdict(d), d.RequestID, rid)
+	}
+	h.wait(t, 10*time.Second)
+	if d := only(t, h.post(t, body), "r"); d.Guard != guardDedup {
+		t.Fatalf("repeat after the action: %s", verdict(d))
+	}
+	if got := env.vspcCalls(p.InstanceUID, "start"); got != 1 {
+		t.Fatalf("%d start calls, want 1", got)
+	}
+	checkAuditEvent(t, cfg.AuditLog, rid, eventReleased)
+}
+
+// checkAuditEvent fails unless the audit log has a line of event for the
+// request id.
+func checkAuditEvent(t *testing.T, path, requestID, event string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var l struct {
+			Event     string `json:"event"`
+			RequestID string `json:"request_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.RequestID == requestID && l.Event == event {
+			return
+		}
+	}
+	t.Fatalf("no %s audit line for %s in:\n%s", event, requestID, b)
 }
 
 // TestSentActionTrackedAfterRestart: an action sent before a restart is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -89,12 +90,12 @@ var pipeline = []stage{
 	}},
 	{name: guardCooldown, state: func(t *Trigger, e *evaluation) string {
 		dry, _ := t.dryRunLocked()
-		return t.store.cooldownReason(e.g.rule.cooldown, e.ck, e.now, dry)
+		return t.store.cooldownReason(e.g.rule.cooldown, e.cks, e.now, dry)
 	}},
 	{name: guardTargetState, live: func(ctx context.Context, t *Trigger, e *evaluation) string {
 		return t.checkTarget(ctx, e)
 	}, state: func(t *Trigger, e *evaluation) string {
-		return t.conflictLocked(e.g.rule, e.res)
+		return t.conflictLocked(e)
 	}},
 	{name: guardRateLimit, state: func(t *Trigger, e *evaluation) string {
 		if tokens := t.store.limiter.TokensAt(e.now); tokens < 1 {
@@ -126,13 +127,67 @@ type alertCheck struct {
 
 // evaluation is what the group stages look at: one rule and object over the
 // alerts of one notification that passed the alert stages.
+//
+// The memory (dedup, cooldown, request id) is keyed on the action and the
+// object, never on the rule: before target_state's live read on the object
+// as written (so repeats stop before reading Veeam), after it also on the
+// object as Veeam identifies it (objectKey), so that two spellings of one
+// object, or two rules on it, are one.
 type evaluation struct {
-	p    *payload
-	g    *alertGroup
-	now  time.Time
-	keys []string // dedup keys
-	ck   cooldownKey
-	res  resolved // set by target_state's live part
+	p        *payload
+	g        *alertGroup
+	now      time.Time
+	startsAt time.Time
+	keys     []string      // dedup keys
+	cks      []cooldownKey // cooldown keys
+	res      resolved      // set by target_state's live part
+	object   string        // objectKey of res, once resolved
+	// unreadable: target_state stopped because the target could not be
+	// read, not because of what it answered (a pending decision retries).
+	unreadable bool
+}
+
+// keyOn adds the dedup and cooldown keys of the decision on object (as
+// written or as resolved).
+func (e *evaluation) keyOn(object string) {
+	r := e.g.rule
+	e.keys = append(e.keys, dedupKeys(r.action.Type, object, e.p.GroupKey, e.startsAt, e.g.acting)...)
+	slices.Sort(e.keys)
+	e.keys = slices.Compact(e.keys)
+	e.cks = append(e.cks, cooldownKey{r.action.Type, object})
+}
+
+// writtenObject is the object as the rule or the alert writes it, on its
+// target: the key before the live read.
+func writtenObject(r *rule, object string) string {
+	return r.action.Target + "/written/" + object
+}
+
+// objectKey is the object as Veeam identifies it, on its target: the plan id,
+// the CDP replica and VM, or the sorted set of VBR restore points (ids,
+// lower case). "" when nothing was resolved.
+func objectKey(target string, res resolved) string {
+	switch {
+	case res.planID != "":
+		return target + "/plan/" + strings.ToLower(res.planID)
+	case res.vm != "":
+		return target + "/cdp/" + strings.ToLower(res.cdpReplica) + "/" + strings.ToLower(res.vm)
+	case len(res.pointIDs) > 0:
+		ids := make([]string, len(res.pointIDs))
+		for i, p := range res.pointIDs {
+			ids[i] = strings.ToLower(p)
+		}
+		return target + "/points/" + joinSorted(ids)
+	}
+	return ""
+}
+
+// unreadableTarget tells a target that could not be read (a client error
+// while reading or listing: worth reading again) from one that answered
+// with a state that refuses the call. The kinds report both as a reason;
+// the ones a read error gives start with the read that failed.
+func unreadableTarget(reason string) bool {
+	return strings.HasPrefix(reason, "reading ") || strings.HasPrefix(reason, "listing ")
 }
 
 // firstAlertStop runs the alert stages on one alert; it returns the stage
@@ -222,17 +277,27 @@ func (t *Trigger) checkTarget(ctx context.Context, e *evaluation) string {
 	}
 	var reason string
 	e.res, reason = r.kind.resolve(ctx, c, &r.action, e.g.object)
+	e.unreadable = reason != "" && unreadableTarget(reason)
 	return reason
 }
 
-// conflictLocked is target_state's look at our own state: the trigger does
-// not act on a plan, CDP VM or restore point it has an action in flight on
-// (EM has no plan status; this is how "no task of ours still running" is
-// known).
-func (t *Trigger) conflictLocked(r *rule, res resolved) string {
+// conflictLocked is target_state's look at our own state, the object lock:
+// the trigger does not act on an object (plan, CDP VM, restore point) that
+// any rule has an action in flight on, or that an action ended on without a
+// known result (a hold, until its time). EM has no plan status; this is how
+// "no task of ours still running" is known.
+func (t *Trigger) conflictLocked(e *evaluation) string {
+	r, res := e.g.rule, e.res
+	if h, ok := t.store.holds[e.object]; ok && e.object != "" && h.Until.After(e.now) {
+		return fmt.Sprintf("action %s (%s, rule %s) on this object ended %s; the object stays locked until %s (it may still be running)",
+			h.RequestID, h.Action, h.Rule, h.Outcome, h.Until.UTC().Format(time.RFC3339))
+	}
 	for _, a := range t.store.actions {
 		if a.Target != r.action.Target {
 			continue
+		}
+		if e.object != "" && a.ObjectKey == e.object {
+			return fmt.Sprintf("action %s (%s, rule %s) on this object is still %s", a.RequestID, a.Action, a.Rule, a.Status)
 		}
 		switch {
 		case res.planID != "" && a.PlanID == res.planID:

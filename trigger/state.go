@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -86,6 +87,12 @@ type actionRecord struct {
 	VM            string   `json:"vm,omitempty"`
 	PointIDs      []string `json:"point_ids,omitempty"`
 	Reason        string   `json:"reason,omitempty"`
+	// ObjectKey is the object as Veeam identifies it (objectKey): the key of
+	// the object lock, dedup, cooldown and request id.
+	ObjectKey string `json:"object_key,omitempty"`
+	// Memory is what the decision added to the trigger's memory, so that an
+	// action that never reached Veeam gives it back (release).
+	Memory *actionMemory `json:"memory,omitempty"`
 
 	// Handles returned by the call.
 	AsyncID   string          `json:"async_id,omitempty"`
@@ -106,10 +113,48 @@ func (a *actionRecord) clone() *actionRecord {
 	c.Alerts = slices.Clone(a.Alerts)
 	c.PointIDs = slices.Clone(a.PointIDs)
 	c.Sessions = slices.Clone(a.Sessions)
+	if a.Memory != nil {
+		m := *a.Memory
+		m.DedupKeys = slices.Clone(m.DedupKeys)
+		m.Cooldowns = slices.Clone(m.Cooldowns)
+		c.Memory = &m
+	}
 	return &c
 }
 
-type cooldownKey struct{ rule, object string }
+// actionMemory is what one decided action added to the memory: its dedup
+// keys, its cooldown entries (with the time each had before, zero for none)
+// and the rate-limit use taken at At.
+type actionMemory struct {
+	At        time.Time      `json:"at"`
+	DedupKeys []string       `json:"dedup_keys"`
+	Cooldowns []cooldownJSON `json:"cooldowns"`
+}
+
+// cooldownKey is an action on an object. object is the object as Veeam
+// identifies it (objectKey) or as written (writtenObject); action is the
+// action type. Neither depends on the rule: renaming a rule keeps its
+// cooldowns. action legacyRuleScope marks an entry of an older state file,
+// keyed on the rule and the object as written (rule + "\x00" + object).
+type cooldownKey struct{ action, object string }
+
+const legacyRuleScope = "\x00rule"
+
+func legacyCooldownKey(rule, object string) cooldownKey {
+	return cooldownKey{legacyRuleScope, rule + "\x00" + object}
+}
+
+// objectHold keeps an object locked after an action on it ended without a
+// known result (timeout, uncertain): the task may still be running, so no
+// rule acts on the object before Until.
+type objectHold struct {
+	Object    string    `json:"object"`
+	RequestID string    `json:"request_id"`
+	Rule      string    `json:"rule"`
+	Action    string    `json:"action"`
+	Outcome   string    `json:"outcome"`
+	Until     time.Time `json:"until"`
+}
 
 // state is what must survive a restart: dedup keys, cooldowns, rate-limit
 // use and the actions not yet finished.
@@ -119,6 +164,8 @@ type state struct {
 	rateUses   []time.Time          // times a rate-limit token was taken
 	lastAction map[string]time.Time // rule -> time of its last call
 	actions    []*actionRecord      // decided, sending or sent; oldest first
+	holds      map[string]objectHold
+	pending    []*pendingDecision // decisions to evaluate again
 }
 
 func newState() *state {
@@ -126,6 +173,7 @@ func newState() *state {
 		dedup:      map[string]time.Time{},
 		cooldowns:  map[cooldownKey]time.Time{},
 		lastAction: map[string]time.Time{},
+		holds:      map[string]objectHold{},
 	}
 }
 
@@ -142,17 +190,22 @@ func (s *state) removeAction(requestID string) {
 	s.actions = slices.DeleteFunc(s.actions, func(a *actionRecord) bool { return a.RequestID == requestID })
 }
 
-// prune drops what can no longer matter at now. keepCooldown says how long
-// a rule's cooldown entries must be kept.
-func (s *state) prune(now time.Time, keepCooldown func(rule string) time.Duration, ratePer time.Duration) {
+// prune drops what can no longer matter at now. keepCooldown is how long
+// cooldown entries must be kept.
+func (s *state) prune(now time.Time, keepCooldown time.Duration, ratePer time.Duration) {
 	for k, exp := range s.dedup {
 		if !exp.After(now) {
 			delete(s.dedup, k)
 		}
 	}
 	for k, at := range s.cooldowns {
-		if !at.Add(keepCooldown(k.rule)).After(now) {
+		if !at.Add(keepCooldown).After(now) {
 			delete(s.cooldowns, k)
+		}
+	}
+	for k, h := range s.holds {
+		if !h.Until.After(now) {
+			delete(s.holds, k)
 		}
 	}
 	s.rateUses = slices.DeleteFunc(s.rateUses, func(t time.Time) bool { return !t.Add(ratePer).After(now) })
@@ -166,12 +219,32 @@ type stateFile struct {
 	RateLimitUses []time.Time          `json:"rate_limit_uses"`
 	LastAction    map[string]time.Time `json:"last_action"`
 	Actions       []*actionRecord      `json:"actions"`
+	Holds         []objectHold         `json:"holds,omitempty"`
+	Pending       []*pendingDecision   `json:"pending,omitempty"`
 }
 
+// cooldownJSON is a cooldown entry: action and object, or (older files)
+// rule and object as written.
 type cooldownJSON struct {
-	Rule   string    `json:"rule"`
+	Rule   string    `json:"rule,omitempty"`
+	Action string    `json:"action,omitempty"`
 	Object string    `json:"object"`
-	At     time.Time `json:"at"`
+	At     time.Time `json:"at,omitzero"`
+}
+
+func (k cooldownKey) json(at time.Time) cooldownJSON {
+	if k.action == legacyRuleScope {
+		rule, object, _ := strings.Cut(k.object, "\x00")
+		return cooldownJSON{Rule: rule, Object: object, At: at}
+	}
+	return cooldownJSON{Action: k.action, Object: k.object, At: at}
+}
+
+func (c cooldownJSON) key() cooldownKey {
+	if c.Action == "" {
+		return legacyCooldownKey(c.Rule, c.Object)
+	}
+	return cooldownKey{c.Action, c.Object}
 }
 
 func (s *state) marshal() ([]byte, error) {
@@ -182,7 +255,12 @@ func (s *state) marshal() ([]byte, error) {
 		RateLimitUses: s.rateUses,
 		LastAction:    s.lastAction,
 		Actions:       s.actions,
+		Pending:       s.pending,
 	}
+	for _, h := range s.holds {
+		f.Holds = append(f.Holds, h)
+	}
+	slices.SortFunc(f.Holds, func(a, b objectHold) int { return compareStrings(a.Object, b.Object) })
 	if f.RateLimitUses == nil {
 		f.RateLimitUses = []time.Time{}
 	}
@@ -190,7 +268,7 @@ func (s *state) marshal() ([]byte, error) {
 		f.Actions = []*actionRecord{}
 	}
 	for k, at := range s.cooldowns {
-		f.Cooldowns = append(f.Cooldowns, cooldownJSON{Rule: k.rule, Object: k.object, At: at})
+		f.Cooldowns = append(f.Cooldowns, k.json(at))
 	}
 	slices.SortFunc(f.Cooldowns, func(a, b cooldownJSON) int {
 		if c := a.At.Compare(b.At); c != 0 {
@@ -198,6 +276,9 @@ func (s *state) marshal() ([]byte, error) {
 		}
 		if a.Rule != b.Rule {
 			return compareStrings(a.Rule, b.Rule)
+		}
+		if a.Action != b.Action {
+			return compareStrings(a.Action, b.Action)
 		}
 		return compareStrings(a.Object, b.Object)
 	})
@@ -237,10 +318,10 @@ func unmarshalState(data []byte) (*state, error) {
 		s.dedup[k] = v
 	}
 	for _, c := range f.Cooldowns {
-		if c.Rule == "" || c.At.IsZero() {
-			return nil, errors.New("cooldown entry without rule or time")
+		if (c.Rule == "" && c.Action == "") || c.At.IsZero() {
+			return nil, errors.New("cooldown entry without action or time")
 		}
-		s.cooldowns[cooldownKey{c.Rule, c.Object}] = c.At
+		s.cooldowns[c.key()] = c.At
 	}
 	s.rateUses = f.RateLimitUses
 	slices.SortFunc(s.rateUses, time.Time.Compare)
@@ -263,6 +344,18 @@ func unmarshalState(data []byte) (*state, error) {
 		}
 		seen[a.RequestID] = true
 		s.actions = append(s.actions, a)
+	}
+	for i, h := range f.Holds {
+		if h.Object == "" || h.Until.IsZero() {
+			return nil, fmt.Errorf("holds[%d]: missing object or until", i)
+		}
+		s.holds[h.Object] = h
+	}
+	for i, p := range f.Pending {
+		if p == nil || p.ID == "" || p.Rule == "" || len(p.Alerts) == 0 {
+			return nil, fmt.Errorf("pending[%d]: missing id, rule or alerts", i)
+		}
+		s.pending = append(s.pending, p)
 	}
 	return s, nil
 }
@@ -302,12 +395,13 @@ func (f *fileBackend) KeepAside(now time.Time) (string, error) {
 	return keepCorruptCopy(f.path, now, &f.corrupt)
 }
 
-// loadState reads the state file. A missing file is an empty state (first
-// start); anything else that cannot be read is an error.
+// loadState reads the state file. A missing file is errNotStored (a first
+// start, or a lost volume: the store tells them apart with the audit log);
+// anything else that cannot be read is an error.
 func loadState(path string) (*state, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return newState(), nil
+		return nil, errNotStored
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading state file: %w", err)

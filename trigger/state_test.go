@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http/httptest"
 	"os"
@@ -21,7 +22,12 @@ import (
 func TestStateRoundTrip(t *testing.T) {
 	s := newState()
 	s.dedup["k1"] = testNow.Add(time.Hour)
-	s.cooldowns[cooldownKey{"r", "Plan A"}] = testNow
+	s.cooldowns[cooldownKey{config.ActionVBRFailover, "vbr/points/p1"}] = testNow
+	s.cooldowns[legacyCooldownKey("old-rule", "Plan A")] = testNow
+	s.holds["em/plan/x"] = objectHold{Object: "em/plan/x", RequestID: "id0", Rule: "r", Action: config.ActionEMPlanStart, Outcome: outcomeTimeout, Until: testNow}
+	s.pending = []*pendingDecision{{ID: "p1", Rule: "r", Action: config.ActionVBRFailover, Target: "vbr", Object: "rep",
+		GroupKey: "g", Guard: guardFor, Since: testNow, Next: testNow, Expires: testNow,
+		Alerts: []alert{{Status: statusFiring, Labels: map[string]string{"a": "b"}, StartsAt: testNow}}}}
 	s.rateUses = []time.Time{testNow.Add(-time.Minute)}
 	s.lastAction["r"] = testNow
 	s.actions = []*actionRecord{{RequestID: "id1", Rule: "r", Action: config.ActionVBRFailover, Target: "vbr",
@@ -53,9 +59,9 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 }
 
-func TestLoadStateMissingIsEmpty(t *testing.T) {
+func TestLoadStateMissingIsNotStored(t *testing.T) {
 	s, err := loadState(filepath.Join(t.TempDir(), "nope.json"))
-	if err != nil || len(s.actions) != 0 {
+	if !errors.Is(err, errNotStored) || s != nil {
 		t.Fatalf("%v %v", s, err)
 	}
 }
@@ -185,9 +191,11 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 	if n := tr.inFlightCount(); n != 0 {
 		t.Fatalf("%d actions still in flight", n)
 	}
-	for _, o := range []struct{ action string }{{config.ActionVSPCPlanStart}, {config.ActionEMPlanStart}} {
-		if got := testutil.ToFloat64(tr.m.outcomes.WithLabelValues("r", o.action, outcomeAbandoned)); got != 1 {
-			t.Errorf("%s abandoned = %v", o.action, got)
+	// Decided: never sent (abandoned, released). Sending: maybe sent
+	// (uncertain, everything kept).
+	for _, o := range []struct{ action, outcome string }{{config.ActionVSPCPlanStart, outcomeAbandoned}, {config.ActionEMPlanStart, outcomeUncertain}} {
+		if got := testutil.ToFloat64(tr.m.outcomes.WithLabelValues("r", o.action, o.outcome)); got != 1 {
+			t.Errorf("%s %s = %v", o.action, o.outcome, got)
 		}
 		if got := testutil.ToFloat64(tr.m.actions.WithLabelValues("r", o.action)); got != 0 {
 			t.Errorf("%s calls = %v", o.action, got)
@@ -201,8 +209,9 @@ func TestRestartNeverSendsUnsentActions(t *testing.T) {
 	if stale, _ := filepath.Glob(filepath.Join(dir, ".state.json.tmp-*")); len(stale) != 0 {
 		t.Errorf("temporary files left from the crash: %v", stale)
 	}
-	if n := strings.Count(string(audit), `"outcome":"abandoned"`); n != 2 {
-		t.Fatalf("audit:\n%s", audit)
+	if strings.Count(string(audit), `"outcome":"abandoned"`) != 1 || strings.Count(string(audit), `"outcome":"uncertain"`) != 1 ||
+		strings.Count(string(audit), `"event":"released"`) != 1 {
+		t.Fatalf("want one abandoned and released, one uncertain; audit:\n%s", audit)
 	}
 }
 
@@ -333,6 +342,11 @@ func TestRestartEndsDecisionsMissingFromState(t *testing.T) {
 		`{"time":"2026-11-22T10:00:03Z","event":"decis`, // torn by the crash
 	}
 	if err := os.WriteFile(cfg.AuditLog, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The state file exists (written before the lost decision).
+	data, _ := newState().marshal()
+	if err := writeFileAtomic(cfg.StateFile, data); err != nil {
 		t.Fatal(err)
 	}
 	tr := newBareTrigger(t, cfg, prometheus.NewRegistry())

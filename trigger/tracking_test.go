@@ -29,6 +29,9 @@ func startSimTLS(t *testing.T, o simulator.Options) *simEnv {
 	t.Helper()
 	o.TLS = true
 	env := startSim(t, o)
+	if !strings.HasPrefix(env.sim.VSPCURL(), "https://") {
+		t.Fatalf("simulator not on HTTPS: %s", env.sim.VSPCURL())
+	}
 	env.actors = newTLSActors(t, env.sim)
 	return env
 }

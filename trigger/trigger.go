@@ -52,6 +52,9 @@ const (
 	// rule removed and added back by a reload keeps its cooldown.
 	keepCooldownMin = 30 * 24 * time.Hour
 	recentMax       = 100
+	// defaultMaxDecisions is max_decisions_per_notification when a config
+	// built in code leaves it 0 (config.Load sets the same default).
+	defaultMaxDecisions = 200
 )
 
 // Trigger is the webhook receiver: config, rules, the targets' clients,
@@ -82,14 +85,22 @@ type Trigger struct {
 	recent         []decision
 	recentOutcomes []outcomeLine
 	closed         bool
+	// auditErr says why the audit log cannot be opened; while set the
+	// trigger is disarmed (an action must be audited before it is called).
+	auditErr string
+	// wake tells the pending loop to look at the pending decisions.
+	wake chan struct{}
 }
 
 // New takes a loaded config (config.Load applied the defaults and checked
 // it) and one client per target, by target name: a *vspc.Client,
 // *em.Client or *vbr.Client, or anything with the interface of the kinds
-// that act on the target. It opens the audit log, loads the state file (an
-// unreadable one disarms the trigger instead of failing), registers the
-// metrics and resumes tracking of actions that were sent before a restart.
+// that act on the target. It opens the audit log and loads the state file
+// (one that cannot be used, an audit log that cannot be opened, or a
+// missing state file whose history in the audit log cannot be read disarm
+// the trigger instead of failing: the exporter's metrics keep serving),
+// registers the metrics, resumes tracking of actions that were sent before
+// a restart and starts the loop that evaluates pending decisions again.
 func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger, error) {
 	rules, err := checkConfig(&cfg, clients, o.WebhookBasicAuth)
 	if err != nil {
@@ -105,6 +116,7 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 		cfg:          cfg,
 		rules:        rules,
 		clients:      clients,
+		wake:         make(chan struct{}, 1),
 	}
 	if t.logger == nil {
 		t.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -121,10 +133,7 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 	if t.callTimeout <= 0 {
 		t.callTimeout = defaultCallTimeout
 	}
-	t.audit, err = openAudit(cfg.AuditLog)
-	if err != nil {
-		return nil, err
-	}
+	t.openAuditLocked(cfg.AuditLog)
 	t.m = newMetrics(t)
 	if err := t.m.register(o.Registerer); err != nil {
 		_ = t.audit.close()
@@ -139,17 +148,55 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 	if cfg.StateFile != "" {
 		t.store.backend = newFileBackend(cfg.StateFile)
 	}
+	t.loadStateLocked()
+	t.logger.Info("trigger started", "rules", len(rules), "dry_run", cfg.DryRun,
+		"armed", t.armedLocked(), "actions_in_flight", len(t.store.actions), "pending_decisions", len(t.store.pending))
+	t.wg.Add(1)
+	go t.pendingLoop()
+	return t, nil
+}
+
+// openAuditLocked opens the audit log; when it cannot be opened the trigger
+// is disarmed with the reason, and a log that writes nothing is used.
+func (t *Trigger) openAuditLocked(path string) {
+	a, err := openAudit(path)
+	if err != nil {
+		t.audit = &auditLog{path: path}
+		t.auditErr = err.Error() + "; fix the audit_log path or its permissions and reload"
+		t.logger.Error("trigger DISARMED: the audit log cannot be opened, and no action is called without being audited", "audit_log", path, "err", err)
+		return
+	}
+	t.audit, t.auditErr = a, ""
+}
+
+// loadStateLocked loads the state (disarming when it cannot be used),
+// rebuilds it from the audit log when the state file is gone but the audit
+// log has decisions, and ends or resumes the actions found in it.
+func (t *Trigger) loadStateLocked() {
 	if err := t.store.load(t.now()); err != nil {
 		t.logDisarmedLocked()
+		t.store.rebuildLimiter(t.cfg.RateLimit, t.now())
+		return
 	}
-	t.store.rebuildLimiter(cfg.RateLimit, t.now())
+	rebuilt := false
+	if t.store.notStored && t.cfg.AuditLog != "" {
+		var err error
+		if rebuilt, err = t.rebuildFromAuditLocked(); err != nil {
+			t.store.disarmed = "the state file " + t.cfg.StateFile + " is missing and the audit log, which holds the decisions it would remember, cannot be read to rebuild it: " +
+				err.Error() + "; restore the state file (or make the audit log readable) and reload"
+			t.logDisarmedLocked()
+			t.store.rebuildLimiter(t.cfg.RateLimit, t.now())
+			return
+		}
+	}
+	t.store.rebuildLimiter(t.cfg.RateLimit, t.now())
 	t.resumeLocked()
-	if err := t.reconcileAuditLocked(); err != nil {
-		t.logger.Error("decisions in the audit log could not be checked against the state file", "err", err)
+	if !rebuilt {
+		if err := t.reconcileAuditLocked(); err != nil {
+			t.logger.Error("decisions in the audit log could not be checked against the state file", "err", err)
+		}
 	}
-	t.logger.Info("trigger started", "rules", len(rules), "dry_run", cfg.DryRun,
-		"armed", t.armedLocked(), "actions_in_flight", len(t.store.actions))
-	return t, nil
+	t.m.setPendingLocked(t.rules, t.store.pending)
 }
 
 // checkConfig compiles the rules against the clients. It refuses an armed
@@ -167,6 +214,9 @@ func checkConfig(cfg *config.TriggerConfig, clients map[string]any, basicAuth bo
 		if cfg.StateFile == "" {
 			return nil, errors.New("dry_run is false but no state_file is set: decisions could not survive a restart")
 		}
+	}
+	if cfg.MaxDecisionsPerNotification <= 0 {
+		cfg.MaxDecisionsPerNotification = defaultMaxDecisions
 	}
 	return rules, nil
 }
@@ -187,7 +237,9 @@ func (t *Trigger) resumeLocked() {
 			t.finishLocked(a, outcomeAbandoned, "decided but not sent before the exporter stopped; never sent after a restart", false)
 			changed = true
 		case statusSending:
-			t.finishLocked(a, outcomeAbandoned, "the exporter stopped while sending the call; whether "+a.Target+" received it is unknown and it is not repeated: check the target", false)
+			// Maybe sent: it keeps its cooldown, dedup keys and rate token,
+			// and its object stays locked (release.go).
+			t.finishLocked(a, outcomeUncertain, "the exporter stopped while sending the call; whether "+a.Target+" received it is unknown and it is not repeated: check the target", false)
 			changed = true
 		case statusSent:
 			t.logger.Info("resuming tracking of an action sent before the restart", "rule", a.Rule, "object", a.Object, "request_id", a.RequestID)
@@ -198,7 +250,7 @@ func (t *Trigger) resumeLocked() {
 		t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
 	}
 	if changed {
-		t.saveLocked()
+		_ = t.saveLocked()
 	}
 }
 
@@ -218,8 +270,12 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 		return errors.New("trigger is closed")
 	}
 	audit, err := openAudit(cfg.AuditLog)
+	auditErr := ""
 	if err != nil {
-		return err
+		// Disarmed until the audit log can be opened; the reload itself
+		// goes on so the rest of the config applies.
+		audit, auditErr = &auditLog{path: cfg.AuditLog}, err.Error()+"; fix the audit_log path or its permissions and reload"
+		t.logger.Error("trigger DISARMED: the audit log cannot be opened", "audit_log", cfg.AuditLog, "err", err)
 	}
 	b := t.store.backend
 	if cfg.StateFile != t.cfg.StateFile {
@@ -242,7 +298,7 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 		}
 	}
 	_ = t.audit.close()
-	t.audit = audit
+	t.audit, t.auditErr = audit, auditErr
 	t.store.backend = b
 	t.cfg, t.rules, t.clients = cfg, rules, clients
 	t.m.initRules(rules)
@@ -250,18 +306,18 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 		t.retryStateLocked()
 	}
 	t.store.rebuildLimiter(cfg.RateLimit, t.now())
+	t.m.setPendingLocked(rules, t.store.pending)
+	t.wakePending()
 	t.logger.Info("trigger reloaded", "rules", len(rules), "dry_run", cfg.DryRun, "armed", t.armedLocked())
 	return nil
 }
 
 // retryStateLocked loads the state file again after an operator's repair.
 func (t *Trigger) retryStateLocked() {
-	if err := t.store.load(t.now()); err != nil {
-		t.logDisarmedLocked()
-		return
+	t.loadStateLocked()
+	if t.store.disarmed == "" {
+		t.logger.Warn("state file usable again: trigger re-armed as configured", "state_file", t.cfg.StateFile, "dry_run", t.cfg.DryRun)
 	}
-	t.logger.Warn("state file readable again: trigger re-armed as configured", "state_file", t.cfg.StateFile, "dry_run", t.cfg.DryRun)
-	t.resumeLocked()
 }
 
 // Close stops tracking (actions still running are tracked again after a
@@ -304,26 +360,46 @@ func (t *Trigger) Armed() bool {
 }
 
 // stateError reports whether the trigger is disarmed because its state file
-// could not be used, which an alert should page for (dry-run is a choice).
+// or audit log could not be used, which an alert should page for (dry-run is
+// a choice).
 func (t *Trigger) stateError() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.store.disarmed != ""
+	return t.disarmedLocked() != ""
+}
+
+// disarmedLocked says why the trigger's memory or audit log cannot be used,
+// or "".
+func (t *Trigger) disarmedLocked() string {
+	switch {
+	case t.store.disarmed != "":
+		return t.store.disarmed
+	case t.auditErr != "":
+		return "audit log: " + t.auditErr
+	}
+	return ""
 }
 
 func (t *Trigger) armedLocked() bool {
-	return !t.cfg.DryRun && t.store.disarmed == "" && !t.closed
+	return !t.cfg.DryRun && t.disarmedLocked() == "" && !t.closed
 }
 
 // dryRunLocked reports whether decisions are dry-run ones now, and why.
 func (t *Trigger) dryRunLocked() (bool, string) {
 	switch {
-	case t.store.disarmed != "":
-		return true, "disarmed: " + t.store.disarmed
+	case t.disarmedLocked() != "":
+		return true, "disarmed: " + t.disarmedLocked()
 	case t.cfg.DryRun:
 		return true, "dry_run is true"
 	}
 	return false, ""
+}
+
+// dryRunConfigured reports the dry_run setting.
+func (t *Trigger) dryRunConfigured() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg.DryRun
 }
 
 func (t *Trigger) killSwitchPath() string {
@@ -362,21 +438,34 @@ func (t *Trigger) tokens() float64 {
 
 // saveLocked writes the state; a failure is logged and returned.
 func (t *Trigger) saveLocked() error {
-	err := t.store.save(t.now(), t.keepCooldownLocked, time.Duration(t.cfg.RateLimit.Per))
+	err := t.store.save(t.now(), t.keepCooldownLocked(), time.Duration(t.cfg.RateLimit.Per))
 	if err != nil {
 		t.logger.Error("state file not written", "err", err)
 	}
 	return err
 }
 
-func (t *Trigger) keepCooldownLocked(ruleName string) time.Duration {
+// keepCooldownLocked is how long cooldown entries are kept: the longest
+// cooldown of any rule, and at least keepCooldownMin (so a rule removed and
+// added back by a reload keeps its cooldown).
+func (t *Trigger) keepCooldownLocked() time.Duration {
 	keep := keepCooldownMin
 	for _, r := range t.rules {
-		if r.name == ruleName && r.cooldown > keep {
-			keep = r.cooldown
-		}
+		keep = max(keep, r.cooldown)
 	}
 	return keep
+}
+
+// longestCooldownLocked is the longest cooldown of the rules with this
+// action type (what /trigger shows for an entry).
+func (t *Trigger) longestCooldownLocked(action string) time.Duration {
+	var d time.Duration
+	for _, r := range t.rules {
+		if r.action.Type == action {
+			d = max(d, r.cooldown)
+		}
+	}
+	return d
 }
 
 func (t *Trigger) ruleLocked(name string) *rule {

@@ -20,15 +20,19 @@ import (
 //
 //   - 200 with {"status":"ok","decisions":[...]}: every decision recorded,
 //     blocked ones included.
-//   - 400 (malformed JSON, wrong version, missing fields, an alert without
-//     labels or with an absurd startsAt), 401 (bearer token), 405, 413 (more
+//   - 400 (malformed JSON, a key twice in one object or in another case
+//     than Alertmanager writes it, wrong version, missing fields, an alert
+//     without labels or with an absurd startsAt, more decisions than
+//     max_decisions_per_notification), 401 (bearer token), 405, 413 (more
 //     than 1 MiB), 415 (not application/json): Alertmanager does not retry,
 //     and nothing changed.
 //   - 500: a decision could not be made durable, so it called nothing;
 //     Alertmanager retries. 503 while shutting down.
 //
-// Unknown JSON fields are accepted: Alertmanager adds fields in minor
-// releases, and refusing them would disable the failover on an upgrade.
+// Unknown JSON fields are accepted (Alertmanager adds fields in minor
+// releases, and refusing them would disable the failover on an upgrade),
+// but not a known one spelled in another case: {"status":"resolved",
+// "Status":"firing"} must not be read as either.
 func (t *Trigger) WebhookHandler() http.Handler {
 	return http.HandlerFunc(t.serveWebhook)
 }
@@ -87,6 +91,10 @@ func (t *Trigger) webhook(w http.ResponseWriter, r *http.Request) (int, webhookA
 			"group_key", p.GroupKey, "truncated_alerts", p.TruncatedAlerts)
 	}
 	ds, err := t.evaluate(r.Context(), p)
+	var bad *payloadError
+	if errors.As(err, &bad) {
+		return http.StatusBadRequest, webhookAnswer{Error: err.Error()}
+	}
 	if errors.Is(err, errClosed) {
 		return http.StatusServiceUnavailable, webhookAnswer{Error: err.Error(), Decisions: ds}
 	}
@@ -132,19 +140,24 @@ func (t *Trigger) StatusHandler() http.Handler {
 }
 
 type statusJSON struct {
-	Armed          bool          `json:"armed"`
-	DryRun         bool          `json:"dry_run"`
-	DisarmedReason string        `json:"disarmed_reason,omitempty"`
-	KillSwitch     killJSON      `json:"kill_switch"`
-	WebhookAuth    []string      `json:"webhook_auth"`
-	StateFile      string        `json:"state_file"`
-	AuditLog       string        `json:"audit_log"`
-	MaxConcurrent  int           `json:"max_concurrent"`
-	ActionTimeout  string        `json:"action_timeout"`
-	RateLimit      rateJSON      `json:"rate_limit"`
-	Rules          []ruleInfo    `json:"rules"`
-	Cooldowns      []coolJSON    `json:"cooldowns"`
-	InFlight       []inFlight    `json:"in_flight"`
+	Armed          bool       `json:"armed"`
+	DryRun         bool       `json:"dry_run"`
+	DisarmedReason string     `json:"disarmed_reason,omitempty"`
+	KillSwitch     killJSON   `json:"kill_switch"`
+	WebhookAuth    []string   `json:"webhook_auth"`
+	StateFile      string     `json:"state_file"`
+	AuditLog       string     `json:"audit_log"`
+	MaxConcurrent  int        `json:"max_concurrent"`
+	ActionTimeout  string     `json:"action_timeout"`
+	RateLimit      rateJSON   `json:"rate_limit"`
+	Rules          []ruleInfo `json:"rules"`
+	Cooldowns      []coolJSON `json:"cooldowns"`
+	InFlight       []inFlight `json:"in_flight"`
+	// ObjectLocks are objects held after an action ended without a known
+	// result (timeout, uncertain).
+	ObjectLocks []objectHold `json:"object_locks"`
+	// Pending are decisions the trigger evaluates again itself.
+	Pending        []pendingJSON `json:"pending_decisions"`
 	Recent         []decision    `json:"recent_decisions"`
 	RecentOutcomes []outcomeLine `json:"recent_outcomes"`
 }
@@ -162,12 +175,26 @@ type rateJSON struct {
 }
 
 type coolJSON struct {
-	Rule             string    `json:"rule"`
+	Action           string    `json:"action,omitempty"`
+	Rule             string    `json:"rule,omitempty"` // entries of an older state file
 	Object           string    `json:"object"`
 	LastAction       time.Time `json:"last_action"`
 	Until            time.Time `json:"until"`
 	RemainingSeconds float64   `json:"remaining_seconds"`
 	DryRun           bool      `json:"dry_run,omitempty"`
+}
+
+type pendingJSON struct {
+	Rule     string    `json:"rule"`
+	Object   string    `json:"object"`
+	GroupKey string    `json:"group_key"`
+	Guard    string    `json:"guard"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	Next     time.Time `json:"next"`
+	Expires  time.Time `json:"expires"`
+	Attempts int       `json:"attempts,omitempty"`
+	Alerts   []string  `json:"alerts"`
 }
 
 type inFlight struct {
@@ -184,7 +211,7 @@ func (t *Trigger) status() statusJSON {
 	s := statusJSON{
 		Armed:          t.armedLocked() && !kill,
 		DryRun:         cfg.DryRun,
-		DisarmedReason: t.store.disarmed,
+		DisarmedReason: t.disarmedLocked(),
 		KillSwitch:     killJSON{Path: cfg.KillSwitchFile, Active: kill, Reason: killReason},
 		StateFile:      cfg.StateFile,
 		AuditLog:       cfg.AuditLog,
@@ -198,6 +225,8 @@ func (t *Trigger) status() statusJSON {
 		Rules:          make([]ruleInfo, 0, len(t.rules)),
 		Cooldowns:      []coolJSON{},
 		InFlight:       make([]inFlight, 0, len(t.store.actions)),
+		ObjectLocks:    []objectHold{},
+		Pending:        make([]pendingJSON, 0, len(t.store.pending)),
 		Recent:         make([]decision, 0, len(t.recent)),
 		RecentOutcomes: make([]outcomeLine, 0, len(t.recentOutcomes)),
 	}
@@ -213,17 +242,34 @@ func (t *Trigger) status() statusJSON {
 	for _, r := range t.rules {
 		s.Rules = append(s.Rules, r.info())
 	}
+	// A decision sets a cooldown on the object as written and as Veeam
+	// identifies it; the first is shown only when it has no second.
 	addCool := func(m map[cooldownKey]time.Time, dry bool) {
+		resolvedAt := map[cooldownKey]bool{}
 		for k, at := range m {
-			r := t.ruleLocked(k.rule)
-			if r == nil || r.cooldown <= 0 {
+			if !strings.Contains(k.object, "/written/") {
+				resolvedAt[cooldownKey{k.action, at.String()}] = true
+			}
+		}
+		for k, at := range m {
+			if strings.Contains(k.object, "/written/") && resolvedAt[cooldownKey{k.action, at.String()}] {
 				continue
 			}
-			until := at.Add(r.cooldown)
-			if !until.After(now) {
+			var cd time.Duration
+			if k.action == legacyRuleScope {
+				rule, _, _ := strings.Cut(k.object, "\x00")
+				if r := t.ruleLocked(rule); r != nil {
+					cd = r.cooldown
+				}
+			} else {
+				cd = t.longestCooldownLocked(k.action)
+			}
+			until := at.Add(cd)
+			if cd <= 0 || !until.After(now) {
 				continue
 			}
-			s.Cooldowns = append(s.Cooldowns, coolJSON{Rule: k.rule, Object: k.object, LastAction: at, Until: until,
+			j := k.json(at)
+			s.Cooldowns = append(s.Cooldowns, coolJSON{Action: j.Action, Rule: j.Rule, Object: j.Object, LastAction: at, Until: until,
 				RemainingSeconds: until.Sub(now).Seconds(), DryRun: dry})
 		}
 	}
@@ -233,6 +279,20 @@ func (t *Trigger) status() statusJSON {
 	for _, a := range t.store.actions {
 		c := a.clone()
 		s.InFlight = append(s.InFlight, inFlight{actionRecord: c, Handle: c.handle()})
+	}
+	for _, h := range t.store.holds {
+		if h.Until.After(now) {
+			s.ObjectLocks = append(s.ObjectLocks, h)
+		}
+	}
+	slices.SortFunc(s.ObjectLocks, func(a, b objectHold) int { return strings.Compare(a.Object, b.Object) })
+	for _, p := range t.store.pending {
+		pj := pendingJSON{Rule: p.Rule, Object: p.Object, GroupKey: p.GroupKey, Guard: p.Guard, Reason: p.Reason,
+			Since: p.Since, Next: p.Next, Expires: p.Expires, Attempts: p.Attempts}
+		for i := range p.Alerts {
+			pj.Alerts = append(pj.Alerts, p.Alerts[i].displayFingerprint())
+		}
+		s.Pending = append(s.Pending, pj)
 	}
 	for i := len(t.recent) - 1; i >= 0; i-- {
 		s.Recent = append(s.Recent, t.recent[i])
@@ -245,7 +305,7 @@ func (t *Trigger) status() statusJSON {
 
 func sortCooldowns(cs []coolJSON) {
 	slices.SortFunc(cs, func(a, b coolJSON) int {
-		if c := strings.Compare(a.Rule, b.Rule); c != 0 {
+		if c := strings.Compare(a.Action+a.Rule, b.Action+b.Rule); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Object, b.Object)

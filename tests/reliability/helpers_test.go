@@ -33,8 +33,10 @@ import (
 )
 
 var (
-	flagRuns = flag.Int("reliability.runs", 0, "kill/restart rounds of TestRestarts (0: 8, or 2 with -short)")
-	flagSeed = flag.Int64("reliability.seed", 0, "seed of the kill points of TestRestarts (0: from the clock)")
+	flagRuns     = flag.Int("reliability.runs", 0, "kill/restart rounds of TestRestarts (0: 50, or 6 with -short)")
+	flagParallel = flag.Int("reliability.parallel", 4, "rounds of TestRestarts run at once (each has its own simulator and exporter)")
+	flagBudget   = flag.Duration("reliability.budget", 6*time.Minute, "no round of TestRestarts starts after this; fewer rounds than asked fails the test")
+	flagSeed     = flag.Int64("reliability.seed", 0, "seed of the kill points of TestRestarts (0: from the clock)")
 )
 
 func TestMain(m *testing.M) {

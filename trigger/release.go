@@ -1,0 +1,57 @@
+package trigger
+
+import "time"
+
+// releaseLocked is the first step of ending an action (finishLocked calls
+// it). An action known not to have reached Veeam (still decided: never
+// sending; or marked Unsent because Veeam's answer proves the call
+// unprocessed) gives back what its decision took: dedup keys, cooldowns,
+// rate-limit use (its object lock ends with the record), so that the next
+// notification of a still firing alert acts. An action that ended without a
+// known result (timeout, uncertain) keeps everything and holds its object
+// one more action_timeout: its task may still be running. Either way a
+// concurrency slot frees, so pending decisions are looked at again.
+func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
+	now := t.now()
+	switch {
+	case rec.Status == statusDecided || rec.Unsent:
+		if t.store.forget(rec.Memory) {
+			t.store.rebuildLimiter(t.cfg.RateLimit, now)
+		}
+		rec.Memory = nil
+		why := "never sent"
+		if rec.Unsent {
+			why = "refused by " + rec.Target + " without being processed"
+		}
+		if err := t.audit.write(releasedLine(rec, now, why), true); err != nil {
+			t.logger.Error("audit log not written", "err", err)
+		}
+		t.logger.Warn("action released: it never reached Veeam, so its cooldown, dedup keys, rate-limit token and object lock are given back",
+			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "reason", why)
+	case (outcome == outcomeTimeout || outcome == outcomeUncertain) && rec.ObjectKey != "":
+		until := now.Add(time.Duration(t.cfg.ActionTimeout))
+		t.store.holds[rec.ObjectKey] = objectHold{Object: rec.ObjectKey, RequestID: rec.RequestID, Rule: rec.Rule,
+			Action: rec.Action, Outcome: outcome, Until: until}
+		t.logger.Error("object stays locked: the action on it ended without a known result",
+			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "outcome", outcome, "until", until)
+	}
+	t.wakePending()
+}
+
+// releasedAudit is the audit line of a released action.
+type releasedAudit struct {
+	Time      time.Time `json:"time"`
+	Event     string    `json:"event"`
+	Rule      string    `json:"rule"`
+	Object    string    `json:"object"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target"`
+	RequestID string    `json:"request_id"`
+	Message   string    `json:"message"`
+}
+
+func releasedLine(rec *actionRecord, now time.Time, why string) releasedAudit {
+	return releasedAudit{Time: now, Event: eventReleased, Rule: rec.Rule, Object: rec.Object, Action: rec.Action,
+		Target: rec.Target, RequestID: rec.RequestID,
+		Message: why + ": cooldown, dedup keys, rate-limit token and object lock released"}
+}
