@@ -301,8 +301,12 @@ func checkRestartAudit(t *testing.T, sim *simulator.Simulator, rules []restartRu
 	if err != nil {
 		t.Fatal(err)
 	}
-	decided := map[string]string{} // request id -> rule
-	ends := map[string][]string{}  // request id -> outcomes
+	// A request id is decided again only after its earlier decision was
+	// released (it never reached Veeam): then Alertmanager's next
+	// notification acts, with the same request id. Each attempt is checked
+	// on its own.
+	var attempts []*attempt
+	current := map[string]*attempt{} // request id -> its latest attempt
 	decidedRules := map[string]int{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(nil, 1<<20)
@@ -312,45 +316,53 @@ func checkRestartAudit(t *testing.T, sim *simulator.Simulator, rules []restartRu
 			t.Errorf("audit line %d is not JSON (%v): %s", n, err, sc.Text())
 			continue
 		}
+		a := current[l.RequestID]
 		switch {
 		case l.Event == "decision" && l.Outcome == "decided":
-			if prev, ok := decided[l.RequestID]; ok {
-				t.Errorf("request id %s decided twice (rules %s, %s)", l.RequestID, prev, l.Rule)
+			if a != nil && !a.released {
+				t.Errorf("request id %s decided twice without a release in between (rules %s, %s)", l.RequestID, a.rule, l.Rule)
 			}
-			decided[l.RequestID] = l.Rule
+			a = &attempt{id: l.RequestID, rule: l.Rule}
+			attempts = append(attempts, a)
+			current[l.RequestID] = a
 			decidedRules[l.Rule]++
+		case l.Event == "released":
+			if a == nil {
+				t.Errorf("release of request id %s that was never decided", l.RequestID)
+				continue
+			}
+			a.released = true
 		case l.Event == "outcome":
-			ends[l.RequestID] = append(ends[l.RequestID], l.Outcome)
+			if a == nil {
+				t.Errorf("outcome for request id %s that was never decided", l.RequestID)
+				continue
+			}
+			a.ends = append(a.ends, l.Outcome)
 		}
 	}
 	var summary []string
-	for id, rule := range decided {
-		outs := slices.Compact(slices.Sorted(slices.Values(ends[id])))
-		summary = append(summary, rule+"="+strings.Join(ends[id], "+"))
+	acted := map[string][]string{}
+	for _, a := range attempts {
+		outs := slices.Compact(slices.Sorted(slices.Values(a.ends)))
+		summary = append(summary, a.rule+"="+strings.Join(a.ends, "+"))
 		switch {
 		case len(outs) == 0:
-			t.Errorf("action %s (%s) was decided and never ended", id, rule)
+			t.Errorf("action %s (%s) was decided and never ended", a.id, a.rule)
 		case len(outs) > 1:
-			t.Errorf("action %s (%s) ended differently: %v", id, rule, ends[id])
+			t.Errorf("action %s (%s) ended differently: %v", a.id, a.rule, a.ends)
 		case !slices.Contains(restartOutcomes, outs[0]):
-			t.Errorf("action %s (%s) ended %q", id, rule, outs[0])
+			t.Errorf("action %s (%s) ended %q", a.id, a.rule, outs[0])
 		}
-		if len(ends[id]) > 1 {
-			t.Logf("action %s (%s) has %d outcome lines", id, rule, len(ends[id]))
+		if len(a.ends) > 1 {
+			t.Errorf("action %s (%s) has %d outcome lines", a.id, a.rule, len(a.ends))
 		}
-	}
-	for id := range ends {
-		if _, ok := decided[id]; !ok {
-			t.Errorf("outcome for request id %s that was never decided", id)
+		if a.released && len(outs) > 0 && outs[0] != "abandoned" {
+			t.Errorf("action %s (%s) was released (never reached Veeam) but ended %v", a.id, a.rule, a.ends)
 		}
-	}
-	// A decision that never became durable may be decided again (its
-	// webhook was not answered); one that was acted on may not, within the
-	// cooldown.
-	acted := map[string][]string{}
-	for id, rule := range decided {
-		if outs := ends[id]; len(outs) > 0 && outs[0] != "abandoned" {
-			acted[rule] = append(acted[rule], id)
+		// A decision that never became durable, or was released, may be
+		// decided again; one that was acted on may not, within the cooldown.
+		if len(a.ends) > 0 && a.ends[0] != "abandoned" {
+			acted[a.rule] = append(acted[a.rule], a.id)
 		}
 	}
 	for rule, ids := range acted {
@@ -385,7 +397,7 @@ func checkRestartAudit(t *testing.T, sim *simulator.Simulator, rules []restartRu
 		}
 		plan := strings.ToLower(strings.TrimSuffix(req.Path[strings.LastIndex(strings.TrimSuffix(req.Path, "/start"), "/")+1:], "/start"))
 		id := strings.ToLower(req.Header.Get("X-Request-id"))
-		if _, ok := decided[id]; !ok {
+		if _, ok := current[id]; !ok {
 			t.Errorf("VSPC start of plan %s with X-Request-id %q that no audit line decided", plan, id)
 		}
 		if ids[plan] == nil {
@@ -429,9 +441,9 @@ func checkRestartAudit(t *testing.T, sim *simulator.Simulator, rules []restartRu
 	// rule's object got its call, unless the rule's action ended uncertain
 	// (the kill hit the call: maybe sent, so never repeated, and alerted on).
 	uncertainRules := map[string]bool{}
-	for id, rule := range decided {
-		if slices.Contains(ends[id], "uncertain") {
-			uncertainRules[rule] = true
+	for _, a := range attempts {
+		if slices.Contains(a.ends, "uncertain") {
+			uncertainRules[a.rule] = true
 		}
 	}
 	for _, r := range rules {
@@ -446,17 +458,24 @@ func checkRestartAudit(t *testing.T, sim *simulator.Simulator, rules []restartRu
 		}
 		if n == 0 && !uncertainRules[r.name] {
 			t.Errorf("rule %s: no failover call reached %s although its alert kept firing (decisions %d, outcomes %v)",
-				r.name, r.target, decidedRules[r.name], outcomesOf(decided, ends, r.name))
+				r.name, r.target, decidedRules[r.name], outcomesOf(attempts, r.name))
 		}
 	}
 	return len(uncertainRules)
 }
 
-func outcomesOf(decided map[string]string, ends map[string][]string, rule string) []string {
+// attempt is one decision of a request id and how it ended.
+type attempt struct {
+	id, rule string
+	ends     []string
+	released bool
+}
+
+func outcomesOf(attempts []*attempt, rule string) []string {
 	var out []string
-	for id, r := range decided {
-		if r == rule {
-			out = append(out, ends[id]...)
+	for _, a := range attempts {
+		if a.rule == rule {
+			out = append(out, a.ends...)
 		}
 	}
 	return out
