@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
-	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
 // startLocked starts the goroutine that sends (status decided) or tracks
@@ -209,7 +208,7 @@ func maybeDone(err error) bool {
 // retryAfter is a 429's retry-after when the client reports it (VSPC),
 // else defaultRetryAfter.
 func retryAfter(err error) time.Duration {
-	var ve *vspc.Error
+	var ve *veeam.APIError
 	if errors.As(err, &ve) && ve.RetryAfter > 0 {
 		return ve.RetryAfter
 	}

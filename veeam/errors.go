@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrClosed is returned by a client's methods after Close.
@@ -42,20 +44,86 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// StatusError is implemented by the typed API errors of vspc, em and vbr, so
-// that callers that do not care which API answered can still ask for the
-// HTTP status.
-type StatusError interface {
-	error
-	HTTPStatus() int
+// APIError is an error answer of any of the three APIs. Each client's
+// parseError fills it from its own body format, so callers handle one type
+// whichever API answered. It never holds credentials, tokens or session ids.
+type APIError struct {
+	Target string
+	Method string
+	// Path is the request path, without the query.
+	Path string
+	// Status is the HTTP status (VSPC answers every server error with 520).
+	Status int
+	// Code is Veeam's own code: B&R's errorCode (AccessDenied, NotFound, ...)
+	// or VSPC's numeric code, which may differ from Status (1001 for a failed
+	// JSON Patch, 500 behind a 520). Empty when the body had none.
+	Code string
+	// Kind is VSPC's error type (logical, retryableLogical, security, ...)
+	// or the OAuth2 error of a failed login (invalid_grant, ...).
+	Kind    string
+	Message string
+	// RetryAfter is the server's wait on a 429 (VSPC).
+	RetryAfter time.Duration
+	// RoleHint names the role the API wants; it is added to a 403's message.
+	RoleHint string
+}
+
+// Error renders `target "x": GET /path: 520 message (type t, code c)`. A
+// numeric code is labelled and left out when it only repeats the status; a
+// named one (B&R) speaks for itself.
+func (e *APIError) Error() string {
+	var extra []string
+	if e.Kind != "" {
+		extra = append(extra, "type "+e.Kind)
+	}
+	if _, err := strconv.Atoi(e.Code); err != nil {
+		if e.Code != "" {
+			extra = append(extra, e.Code)
+		}
+	} else if e.Code != strconv.Itoa(e.Status) {
+		extra = append(extra, "code "+e.Code)
+	}
+	if e.RetryAfter > 0 {
+		extra = append(extra, "retry after "+e.RetryAfter.String())
+	}
+	d := e.Message
+	if len(extra) > 0 {
+		if d == "" {
+			d = strings.Join(extra, ", ")
+		} else {
+			d += " (" + strings.Join(extra, ", ") + ")"
+		}
+	}
+	if e.Status == http.StatusForbidden && e.RoleHint != "" {
+		if d == "" {
+			d = e.RoleHint
+		} else {
+			d += "; " + e.RoleHint
+		}
+	}
+	if d == "" {
+		d = http.StatusText(e.Status)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "target %q: %s %s: %d", e.Target, e.Method, e.Path, e.Status)
+	if d != "" {
+		b.WriteByte(' ')
+		b.WriteString(d)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNotFound) true for a 404.
+func (e *APIError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
 }
 
 // StatusCode returns the HTTP status of the API error in err's chain, or 0
 // when err carries none (connection and decode errors).
 func StatusCode(err error) int {
-	var se StatusError
-	if errors.As(err, &se) {
-		return se.HTTPStatus()
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
 	}
 	return 0
 }
@@ -67,23 +135,8 @@ func IsUnauthorized(err error) bool { return StatusCode(err) == http.StatusUnaut
 // IsNotFound reports whether err is an API answer of 404.
 func IsNotFound(err error) bool { return StatusCode(err) == http.StatusNotFound }
 
-// FormatAPIError renders the common message of the typed API errors:
-// `target "x": GET /api/v3/...: 520 detail`.
-func FormatAPIError(target, method, path string, status int, detail string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "target %q: %s %s: %d", target, method, path, status)
-	if detail == "" {
-		detail = http.StatusText(status)
-	}
-	if detail != "" {
-		b.WriteByte(' ')
-		b.WriteString(detail)
-	}
-	return b.String()
-}
-
 // CleanMessage puts a server's error message on one line and bounds its
-// length, the same way for every API's typed error.
+// length, the same way for every API's APIError.
 func CleanMessage(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	const maxLen = 512
@@ -127,20 +180,3 @@ const (
 	RoleHintEM   = "needs the Enterprise Manager role Portal Administrator, or VM Restore Operator for failover plans and CDP failover"
 	RoleHintVBR  = "needs the B&R role Veeam Backup Administrator or Veeam Restore Operator (Backup Viewer cannot read replicas)"
 )
-
-// MatchStatus is the Is method of the typed API errors: ErrNotFound
-// matches a 404.
-func MatchStatus(status int, target error) bool {
-	return target == ErrNotFound && status == http.StatusNotFound
-}
-
-// WithRoleHint adds the missing role to a 403's detail.
-func WithRoleHint(status int, detail, hint string) string {
-	if status != http.StatusForbidden {
-		return detail
-	}
-	if detail == "" {
-		return hint
-	}
-	return detail + "; " + hint
-}

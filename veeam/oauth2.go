@@ -12,7 +12,7 @@ import (
 
 // OAuth2Token runs a password or refresh_token grant at path, as VSPC and
 // VBR both do (form body, RFC 6749 answer). header carries the API's own
-// headers; parseError turns a non-2xx answer into the API's typed error.
+// headers; parseError turns a non-2xx answer into an *APIError.
 // defaultLifetime applies when the answer has no usable expires_in.
 //
 // A grant may be sent again on a connection error: the worst a duplicate

@@ -1,7 +1,7 @@
 // Package veeam holds what the three Veeam API clients (vspc, em, vbr) have in
-// common: the domain types they return, the shared HTTP transport and the typed
-// errors. It knows nothing of Prometheus, so collectors and the trigger can share
-// one client per target.
+// common: the domain types they return, the shared HTTP transport and the
+// errors, one APIError for all three APIs. It knows nothing of Prometheus, so
+// collectors and the trigger can share one client per target.
 package veeam
 
 import (

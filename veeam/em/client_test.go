@@ -357,7 +357,7 @@ func TestErrorsAndRetries(t *testing.T) {
 			o := clientOptions(s)
 			o.Password = "wrong"
 			_, err := newTestClient(t, o, nil, f).ListFailoverPlans(ctx)
-			var e *Error
+			var e *veeam.APIError
 			if !errors.As(err, &e) || e.Status != 401 || e.Target != target || e.Path != "/api/sessionMngr/" || e.Message == "" {
 				t.Fatalf("bad password: %v", err)
 			}

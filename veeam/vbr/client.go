@@ -144,8 +144,8 @@ func (c *Client) token(ctx context.Context, form url.Values) (*veeam.Credential,
 		form.Set("grant_type", capitalise(g))
 	}
 	cr, err := c.grant(ctx, form)
-	var e *Error
-	if err != nil && known == grantUnknown && errors.As(err, &e) && e.Status == http.StatusBadRequest && e.ErrorCode != "InvalidToken" {
+	var e *veeam.APIError
+	if err != nil && known == grantUnknown && errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code != "InvalidToken" {
 		form.Set("grant_type", capitalise(g))
 		if cr, err = c.grant(ctx, form); err == nil {
 			c.grants.Store(grantCapitalised)

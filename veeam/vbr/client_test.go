@@ -338,8 +338,8 @@ func TestEveryFailoverKindTrackedToTheEnd(t *testing.T) {
 
 	// Refused by the server: an operation the point does not allow.
 	_, err := c.Failover(ctx, PermanentFailover, []string{pointAllowing(t, c, PlannedFailover).ID}, "")
-	var e *Error
-	if !errors.As(err, &e) || e.Status != 400 || e.ErrorCode != "UnexpectedContent" {
+	var e *veeam.APIError
+	if !errors.As(err, &e) || e.Status != 400 || e.Code != "UnexpectedContent" {
 		t.Errorf("refused failover: %v", err)
 	}
 	// Refused by the client before sending.
@@ -515,8 +515,8 @@ func TestErrors(t *testing.T) {
 	o := clientOptions(s)
 	o.Password = "wrong"
 	_, err := newTestClient(t, o, nil).ListReplicas(ctx)
-	var e *Error
-	if !errors.As(err, &e) || e.Status != 401 || e.ErrorCode != "AccessDenied" || e.Path != "/api/oauth2/token" || e.Target != target {
+	var e *veeam.APIError
+	if !errors.As(err, &e) || e.Status != 401 || e.Code != "AccessDenied" || e.Path != "/api/oauth2/token" || e.Target != target {
 		t.Fatalf("bad password: %v", err)
 	}
 	if !veeam.IsUnauthorized(err) || strings.Contains(err.Error(), "wrong") {
@@ -532,7 +532,7 @@ func TestErrors(t *testing.T) {
 
 	c := newTestClient(t, clientOptions(s), nil)
 	_, err = c.GetReplica(ctx, uuid.NewString())
-	if !errors.As(err, &e) || e.Status != 404 || e.ErrorCode != "NotFound" || !veeam.IsNotFound(err) {
+	if !errors.As(err, &e) || e.Status != 404 || e.Code != "NotFound" || !veeam.IsNotFound(err) {
 		t.Errorf("unknown replica: %v", err)
 	}
 	if _, err := c.GetSession(ctx, "x/../../y"); err == nil {
@@ -551,7 +551,7 @@ func TestErrors(t *testing.T) {
 	s.ResetRequests()
 	s.SetFault(simulator.APIVBR, simulator.Fault{PathPrefix: "/api/v1/replicas", Status: 500})
 	_, err = c.ListReplicas(ctx)
-	if !errors.As(err, &e) || e.Status != 500 || e.ErrorCode != "UnknownError" {
+	if !errors.As(err, &e) || e.Status != 500 || e.Code != "UnknownError" {
 		t.Errorf("persistent 500: %v", err)
 	}
 	if n := count(s, http.MethodGet, "/api/v1/replicas"); n != 3 {

@@ -59,7 +59,7 @@ func FuzzDecodeJSON(f *testing.F) {
 			simtest.LowerID(t, s.ID)
 		}
 		e := parseError("t", "GET", "/p", &veeam.Response{Status: 500, Header: http.Header{}, Body: body})
-		if e.Message == "" && e.ErrorCode == "" {
+		if e.Message == "" && e.Code == "" {
 			t.Fatalf("empty error %+v", e)
 		}
 	})

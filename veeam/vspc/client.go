@@ -142,7 +142,7 @@ func (c *Client) followAsync(ctx context.Context, path string, resp *veeam.Respo
 	}
 	id := asyncActionID(resp.Header.Get("Location"))
 	if id == "" {
-		return nil, &Error{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status,
+		return nil, &veeam.APIError{Target: c.name, Method: http.MethodGet, Path: path, Status: resp.Status, RoleHint: veeam.RoleHintVSPC,
 			Message: "read answered asynchronously (202) without an async action Location"}
 	}
 	if _, err := c.WaitAsyncAction(ctx, id); err != nil {

@@ -302,7 +302,7 @@ func TestAPIKey(t *testing.T) {
 	o.APIKey = "wrong-key"
 	bad := newTestClient(t, o, nil)
 	_, err := bad.ListFailoverPlans(t.Context())
-	var e *Error
+	var e *veeam.APIError
 	if !errors.As(err, &e) || e.Status != http.StatusUnauthorized || !veeam.IsUnauthorized(err) {
 		t.Fatalf("bad key: %v", err)
 	}
@@ -317,11 +317,11 @@ func TestBadCredentials(t *testing.T) {
 	o.Password = "not-the-password"
 	c := newTestClient(t, o, nil)
 	_, err := c.ListFailoverPlans(t.Context())
-	var e *Error
+	var e *veeam.APIError
 	if !errors.As(err, &e) {
-		t.Fatalf("err = %v, want *vspc.Error", err)
+		t.Fatalf("err = %v, want *veeam.APIError", err)
 	}
-	if e.Status != 400 || e.Type != "invalid_request" || e.Target != target || e.Path != APIRoot+"/token" {
+	if e.Status != 400 || e.Kind != "invalid_request" || e.Target != target || e.Path != APIRoot+"/token" {
 		t.Errorf("error %+v", e)
 	}
 	if strings.Contains(err.Error(), "not-the-password") || !strings.Contains(err.Error(), `target "vspc-main"`) {
@@ -353,8 +353,8 @@ func TestRetries(t *testing.T) {
 	s.ResetRequests()
 	s.SetFault(simulator.APIVSPC, simulator.Fault{PathPrefix: APIRoot + path, Status: 500})
 	_, err := c.ListFailoverPlans(ctx)
-	var e *Error
-	if !errors.As(err, &e) || e.Status != 520 || e.Code != 500 || e.Type != "unspecified" {
+	var e *veeam.APIError
+	if !errors.As(err, &e) || e.Status != 520 || e.Code != "500" || e.Kind != "unspecified" {
 		t.Fatalf("persistent 520: %v", err)
 	}
 	if n := count(s, http.MethodGet, path); n != veeam.DefaultRetryAttempts {
@@ -396,7 +396,7 @@ func TestRetryAfter(t *testing.T) {
 	defer cancel()
 	start = time.Now()
 	_, err := c.ListFailoverPlans(short)
-	var e *Error
+	var e *veeam.APIError
 	if !errors.As(err, &e) || e.Status != 429 || e.RetryAfter != 30*time.Second {
 		t.Fatalf("err = %v", err)
 	}
@@ -458,7 +458,7 @@ func TestStartTrackedToTheEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.StartFailoverPlan(ctx, plan, StartOptions{Test: true}, uuid.NewString())
-	var e *Error
+	var e *veeam.APIError
 	if !errors.As(err, &e) || e.Status != http.StatusConflict {
 		t.Fatalf("start of a failed plan: %v", err)
 	}
@@ -521,7 +521,7 @@ func TestPostsAreNotRetriedBlindly(t *testing.T) {
 	s.ResetRequests()
 	s.SetFault(simulator.APIVSPC, simulator.Fault{PathPrefix: startPath, Status: 500})
 	_, err := c.StartFailoverPlan(ctx, plan, StartOptions{}, uuid.NewString())
-	var e *Error
+	var e *veeam.APIError
 	if !errors.As(err, &e) || e.Status != 520 {
 		t.Fatalf("err = %v", err)
 	}
@@ -596,8 +596,8 @@ func TestPatch(t *testing.T) {
 		t.Errorf("estate after patch: %+v", est)
 	}
 	_, err = c.PatchFailoverPlan(t.Context(), plan, []PatchOp{{Op: "replace", Path: "/nonexistent", Value: 1}}, uuid.NewString())
-	var e *Error
-	if !errors.As(err, &e) || e.Status != 400 || e.Code != 1001 {
+	var e *veeam.APIError
+	if !errors.As(err, &e) || e.Status != 400 || e.Code != "1001" {
 		t.Errorf("bad patch: %v", err)
 	}
 }

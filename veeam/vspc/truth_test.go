@@ -323,7 +323,7 @@ func TestActionFaults(t *testing.T) {
 				t.Fatalf("%v, want status %d", err, tc.status)
 			}
 			if tc.status == 429 {
-				var e *Error
+				var e *veeam.APIError
 				if !errors.As(err, &e) || e.RetryAfter != 9*time.Second {
 					t.Errorf("retry after: %v", err)
 				}

@@ -28,7 +28,8 @@ type Conn struct {
 	ContentType func() string
 	// SetAuth puts the credential on a request.
 	SetAuth func(http.Header, *veeam.Credential)
-	// ParseError builds the API's typed error for a non-2xx answer.
+	// ParseError builds the *veeam.APIError of a non-2xx answer from the
+	// API's own error body.
 	ParseError func(method, path string, r *veeam.Response) error
 	// FollowRead, when set, may replace a successful read's response
 	// before it is decoded (VSPC answering a read with 202: poll the async
