@@ -305,7 +305,7 @@ func (r vbrTimeRange) match(t time.Time) bool {
 	return (!r.hasAfter || t.After(r.after)) && (!r.hasBefore || t.Before(r.before))
 }
 
-// page applies order (stable; the default order is the estate's), then
+// vbrPage applies order (stable; the default order is the estate's), then
 // skip, then limit [C: filter and sort first, then skip, then limit].
 func vbrPage[T any](items []T, v *vbrQuery, less map[string]func(a, b T) int) ([]T, vbrPagination) {
 	if f := less[v.orderColumn]; f != nil {

@@ -834,7 +834,7 @@ func (a *vspcAPI) authorized(r *http.Request, now time.Time) bool {
 	return true
 }
 
-// request is what handlers need of an HTTP request.
+// vspcRequest is what handlers need of an HTTP request.
 type vspcRequest struct {
 	r       *http.Request
 	now     time.Time

@@ -95,7 +95,8 @@ func (c *Client) Close(context.Context) error {
 	return nil
 }
 
-// oauthResult is OAuth2Result (not wrapped in {data}).
+// login is a password grant. VSPC answers /token with a bare OAuth2Result,
+// not wrapped in {data}, so the shared RFC 6749 decoding applies.
 func (c *Client) login(ctx context.Context) (*veeam.Credential, error) {
 	return c.token(ctx, url.Values{
 		"grant_type": {"password"},
@@ -194,9 +195,9 @@ func asyncActionID(loc string) string {
 	if i < 0 {
 		return ""
 	}
-	rest := loc[i+len(seg):]
-	if j := strings.IndexByte(rest, '/'); j >= 0 {
-		rest = rest[:j]
+	id := loc[i+len(seg):]
+	if j := strings.IndexByte(id, '/'); j >= 0 {
+		id = id[:j]
 	}
-	return veeam.NormalizeID(rest)
+	return veeam.NormalizeID(id)
 }
