@@ -71,7 +71,7 @@ var (
 		"Restore point the VM's last failover session used, Unix time; not an RPO: see veeam_failover_plan_object_latest_restore_point_timestamp_seconds; "+srcVSPCObjects+" (restoreSession.restorePointDateTime).",
 		labelTarget, labelPlanID, labelObjectID)
 	objectsByLastStatus = countsFamily("veeam_failover_plan_objects_by_last_session_status",
-		"VMs in the failover plan per status of their last failover session (None: no session, the plan never ran), zeros included; "+srcVSPCObjects+".",
+		"VMs in the failover plan per status of their last failover session (None: no session, the plan never ran); "+srcVSPCObjects+".",
 		lastSessionCountStatuses, labelTarget, labelPlanID, labelStatus)
 	planRecoveryPoint = gaugeFamily("veeam_failover_plan_recovery_point_timestamp_seconds",
 		"Oldest of the newest replication restore points over the plan's VMs, Unix time: time() minus it is the data a failover now loses; absent when no VM has one; VSPC only (EM's API has no restore points of a plan's VMs); "+srcVSPCBackups+".",
