@@ -516,16 +516,16 @@ func countsFamily(name, help string, states []string, labels ...string) *familyS
 func (s *familySpec) build(suffix string, all bool) *family {
 	help := s.help
 	if s.states != nil {
-		values := strings.Join(s.states, ", ")
+		label, values := s.labels[len(s.labels)-1], strings.Join(s.states, ", ")
 		switch {
 		case s.kind == kindStateset && all:
-			help += " One series per value (" + values + "), 1 for the current, 0 for the others (collectors.statesets: all)."
+			help += " One series per " + label + " (" + values + "), 1 for the current, 0 for the others (collectors.statesets: all)."
 		case s.kind == kindStateset:
-			help += " Only the current value's series, at 1 (collectors.statesets: current); values: " + values + "."
+			help += " Only the current " + label + "'s series, at 1 (collectors.statesets: current; all adds the others at 0); " + label + ": " + values + "."
 		case all:
-			help += " One series per value (" + values + "), zeros included (collectors.statesets: all)."
+			help += " One series per " + label + " (" + values + "), zeros included (collectors.statesets: all)."
 		default:
-			help += " Only the non-zero counts (collectors.statesets: current); values: " + values + "."
+			help += " Only the non-zero counts (collectors.statesets: current; all adds the zeros); " + label + ": " + values + "."
 		}
 	}
 	return newFamily(s.name, help+suffix, s.kind, s.labels, s.states, all)
