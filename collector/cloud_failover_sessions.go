@@ -12,7 +12,7 @@ import (
 // CloudFailoverSessions is the cloud_failover_sessions collector (EM: GET
 // /api/query?type=CloudFailoverSession, the last 30 days):
 //
-//	veeam_cloud_failover_sessions{target,state,result}      counts, every state x result, zeros included;
+//	veeam_cloud_failover_sessions{target,state,result}      counts per state x result, the non-zero ones (all with Options.AllStates);
 //	                                                        state: Starting, Stopping, Working, Stopped, Unknown;
 //	                                                        result: Success, Warning, Failed, None, Unknown
 //	                                                        (None: no result yet, e.g. while running)

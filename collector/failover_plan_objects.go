@@ -18,7 +18,7 @@ import (
 // restore points, one paged list each for the whole estate). Per plan with
 // VMs, always:
 //
-//	veeam_failover_plan_objects_by_last_session_status{target,plan_id,status}   zeros included: Running, Success,
+//	veeam_failover_plan_objects_by_last_session_status{target,plan_id,status}   non-zero (all with AllStates): Running, Success,
 //	                                                        Warning, Failed, None, Unknown (None: the VM has no
 //	                                                        failover session, its plan never ran)
 //	veeam_failover_plan_recovery_point_timestamp_seconds{target,plan_id}   oldest newest-replication-point over the
