@@ -306,6 +306,7 @@ func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient
 		MinInterval:       time.Duration(cfg.Scrape.MinInterval),
 		PerObject:         cfg.Collectors.FailoverPlanObjects.PerObject,
 		LastSessionStatus: cfg.Collectors.FailoverPlanObjects.LastSessionStatus,
+		AllStates:         cfg.Collectors.Statesets == config.StatesetsAll,
 		SessionsPerPlan:   cfg.Collectors.CloudFailoverSessions.SessionsPerPlan,
 		Logger:            a.logger.With("component", "collector"),
 	})

@@ -12,7 +12,7 @@ import (
 // CloudFailoverSessions is the cloud_failover_sessions collector (EM: GET
 // /api/query?type=CloudFailoverSession, the last 30 days):
 //
-//	veeam_cloud_failover_sessions{target,state,result}      counts, every state x result, zeros included;
+//	veeam_cloud_failover_sessions{target,state,result}      counts per state x result, the non-zero ones (all with Options.AllStates);
 //	                                                        state: Starting, Stopping, Working, Stopped, Unknown;
 //	                                                        result: Success, Warning, Failed, None, Unknown
 //	                                                        (None: no result yet, e.g. while running)
@@ -40,7 +40,7 @@ var (
 	sessionResults = []string{"Success", "Warning", "Failed", stateNone, stateUnknown}
 
 	sessionsFamily = countsFamily("veeam_cloud_failover_sessions",
-		"Cloud failover sessions EM reports (last 30 days) per state and result (None: no result yet), zeros included; "+srcEMSessions+".",
+		"Cloud failover sessions EM reports (last 30 days) per state and result (None: no result yet); "+srcEMSessions+".",
 		sessionResults, labelTarget, labelState, labelResult)
 	sessionInfo = gaugeFamily("veeam_cloud_failover_session_info",
 		"Cloud failover session, always 1, for the newest sessions of each plan (plan is the session name); "+srcEMSessions+".",

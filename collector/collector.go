@@ -42,6 +42,11 @@ type Options struct {
 	// LastSessionStatus adds, with PerObject, each VM's last failover
 	// session: its status stateset and the restore point it used.
 	LastSessionStatus bool
+	// AllStates exports every state of a stateset, 0 for all but the
+	// current, and every count per state, zeros included
+	// (collectors.statesets: all); false exports only the current state and
+	// the non-zero counts, which is what alerts and dashboards read.
+	AllStates bool
 	// SessionsPerPlan is how many of the newest cloud failover sessions of
 	// each plan get their own series; 0 exports only the counts.
 	SessionsPerPlan int
@@ -124,7 +129,7 @@ func (r *run) samples(b *builder) []prometheus.Metric {
 	r.once.Do(func() {
 		n := 0
 		for _, bl := range r.blocks {
-			n += bl.rows() * bl.f.perRow()
+			n += bl.samples()
 		}
 		r.metrics = make([]prometheus.Metric, 0, n)
 		for _, bl := range r.blocks {
@@ -153,7 +158,7 @@ func New(targets []Target, o Options) *Exporter {
 	e.opts.SessionsPerPlan = max(e.opts.SessionsPerPlan, 0)
 	suffix := helpSuffix(o.MinInterval)
 	for _, s := range allFamilies() {
-		f := s.build(suffix)
+		f := s.build(suffix, o.AllStates)
 		e.fams[s] = f
 		e.sorted = append(e.sorted, f)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -222,6 +223,10 @@ func TestGolden(t *testing.T) {
 		{name: "vspc_counts_only", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: false}},
 		{name: "em", typ: veeam.TypeEM, opts: collector.Options{SessionsPerPlan: 1}},
 		{name: "vbr", typ: veeam.TypeVBR},
+		// collectors.statesets: all, every value of each enum and count.
+		{name: "vspc_last_session_all_states", typ: veeam.TypeVSPC, opts: collector.Options{PerObject: true, LastSessionStatus: true, AllStates: true}},
+		{name: "em_all_states", typ: veeam.TypeEM, opts: collector.Options{SessionsPerPlan: 1, AllStates: true}},
+		{name: "vbr_all_states", typ: veeam.TypeVBR, opts: collector.Options{AllStates: true}},
 		{name: "vbr_multi_vm", typ: veeam.TypeVBR, sim: &multiVM},
 		{name: "vbr_cached", typ: veeam.TypeVBR, opts: collector.Options{MinInterval: 90 * time.Second}},
 	}
@@ -252,20 +257,108 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// statesetFamilies are the families with a state label, and their number
+// of values: statesets, then counts per value.
+var statesetFamilies = map[string]int{
+	"veeam_failover_plan_status":                         8,
+	"veeam_failover_plan_last_session_status":            5,
+	"veeam_failover_plan_object_last_session_status":     5,
+	"veeam_cloud_failover_session_state":                 5,
+	"veeam_cloud_failover_session_result":                5,
+	"veeam_replica_state":                                9,
+	"veeam_failover_plan_objects_by_last_session_status": 6,
+	"veeam_cloud_failover_sessions":                      5,
+}
+
+// expectStates checks the shape collectors.statesets gives every family
+// with a state label: with all, every value of each row, one at 1 for a
+// stateset; else only the current value at 1, and only non-zero counts.
+func expectStates(t *testing.T, s map[string]float64, all bool) {
+	t.Helper()
+	for name, values := range statesetFamilies {
+		rows := map[string][]float64{}
+		for key, v := range s {
+			if !strings.HasPrefix(key, name+"{") {
+				continue
+			}
+			// The row is the key without its state label (status, state
+			// or, for the session counts, result).
+			label := "status"
+			switch {
+			case strings.Contains(key, ",result="), strings.HasPrefix(key, name+"{result="):
+				label = "result"
+			case strings.Contains(key, "state="):
+				label = "state"
+			}
+			row := regexpLabel(label).ReplaceAllString(key, "")
+			rows[row] = append(rows[row], v)
+		}
+		if len(rows) == 0 {
+			t.Errorf("%s: no series", name)
+		}
+		stateset := !strings.HasSuffix(name, "_by_last_session_status") && name != "veeam_cloud_failover_sessions"
+		for row, vs := range rows {
+			ones, zeros := 0, 0
+			for _, v := range vs {
+				switch v {
+				case 1:
+					ones++
+				case 0:
+					zeros++
+				}
+			}
+			switch {
+			case all && len(vs) != values:
+				t.Errorf("%s: %d series, want one per value (%d)", row, len(vs), values)
+			case !all && zeros > 0:
+				t.Errorf("%s: %d series at 0 with statesets: current", row, zeros)
+			case stateset && ones != 1:
+				t.Errorf("%s: %d series at 1, want 1", row, ones)
+			case stateset && !all && len(vs) != 1:
+				t.Errorf("%s: %d series, want only the current value's", row, len(vs))
+			}
+		}
+	}
+}
+
+func regexpLabel(name string) *regexp.Regexp {
+	return regexp.MustCompile(`,?` + name + `="[^"]*"`)
+}
+
+// expectCount checks a count per value: a zero count is a series at 0 with
+// statesets: all, and absent without.
+func expectCount(t *testing.T, s map[string]float64, key string, want float64, all bool) {
+	t.Helper()
+	if _, ok := s[key]; !ok && want == 0 && !all {
+		return
+	} else if ok && want == 0 && !all {
+		t.Errorf("%s is exported at 0 with statesets: current", key)
+		return
+	}
+	expect(t, s, key, want)
+}
+
 // TestEstate compares the metrics with the simulator's truth for a random
-// estate.
+// estate, with every state exported and with only the current one.
 func TestEstate(t *testing.T) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all_states=%v", all), func(t *testing.T) { testEstate(t, seed, all) })
+	}
+}
+
+func testEstate(t *testing.T, seed int64, all bool) {
 	sim := startSim(t, simulator.Options{Seed: seed, Now: fixedClock})
 	e := newExporter(t, []collector.Target{
 		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
-	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 1000})
+	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 1000, AllStates: all})
 	s := series(gather(t, e, context.Background()))
 	est := sim.Estate()
 	low := strings.ToLower
+	expectStates(t, s, all)
 
 	for _, tgt := range []string{"vspc", "em", "vbr"} {
 		expect(t, s, k("veeam_up", "target", tgt, "type", tgt), 1)
@@ -280,8 +373,8 @@ func TestEstate(t *testing.T) {
 		expect(t, s, k("veeam_failover_plan_info", "target", "vspc", "plan_id", id, "plan", p.Name,
 			"backup_server_id", low(p.BackupServerUID), "type", p.Type, "tenant_id", low(p.TenantUID)), 1)
 		expect(t, s, k("veeam_failover_plan_status", "target", "vspc", "plan_id", id, "status", p.Status), 1)
-		if n := count(s, "veeam_failover_plan_status", "plan_id", id); n != 8 {
-			t.Errorf("plan %s: %d status series, want 8", id, n)
+		if n, want := count(s, "veeam_failover_plan_status", "plan_id", id), map[bool]int{false: 1, true: 8}[all]; n != want {
+			t.Errorf("plan %s: %d status series, want %d", id, n, want)
 		}
 		expect(t, s, k("veeam_failover_plan_objects", "target", "vspc", "plan_id", id), float64(p.ObjectsCount))
 		if ls := p.LastSession; ls != nil {
@@ -335,7 +428,7 @@ func TestEstate(t *testing.T) {
 	}
 	for plan := range plansWithObjects {
 		for _, st := range []string{"Running", "Success", "Warning", "Failed", "None", "Unknown"} {
-			expect(t, s, k("veeam_failover_plan_objects_by_last_session_status", "target", "vspc", "plan_id", plan, "status", st), float64(byStatus[[2]string{plan, st}]))
+			expectCount(t, s, k("veeam_failover_plan_objects_by_last_session_status", "target", "vspc", "plan_id", plan, "status", st), float64(byStatus[[2]string{plan, st}]), all)
 		}
 	}
 	expectPlanRecoveryPoints(t, s, est.VSPC, points)
@@ -377,7 +470,7 @@ func TestEstate(t *testing.T) {
 	}
 	for _, st := range []string{"Starting", "Stopping", "Working", "Stopped", "Unknown"} {
 		for _, res := range []string{"Success", "Warning", "Failed", "None", "Unknown"} {
-			expect(t, s, k("veeam_cloud_failover_sessions", "target", "em", "state", st, "result", res), float64(counts[[2]string{st, res}]))
+			expectCount(t, s, k("veeam_cloud_failover_sessions", "target", "em", "state", st, "result", res), float64(counts[[2]string{st, res}]), all)
 		}
 	}
 
@@ -789,8 +882,15 @@ func TestPerObjectSettings(t *testing.T) {
 					t.Errorf("%s present = %v, want %v", name, got, want)
 				}
 			}
-			if n := count(s, byStatus); n != 6*6 {
-				t.Errorf("%d count series, want 6 plans x 6 statuses", n)
+			vms, plans := 0.0, map[string]bool{}
+			for key, v := range s {
+				if strings.HasPrefix(key, byStatus+"{") {
+					vms += v
+					plans[regexpLabel("status").ReplaceAllString(key, "")] = true
+				}
+			}
+			if vms != 6*4 || len(plans) != 6 {
+				t.Errorf("%s: %g VMs in %d plans, want 24 in 6", byStatus, vms, len(plans))
 			}
 			if n := count(s, without); n != 6 {
 				t.Errorf("%d %s series, want one per plan", n, without)
@@ -906,7 +1006,7 @@ func TestInvalidTargets(t *testing.T) {
 }
 
 // TestPromtool runs `promtool check metrics` on a full scrape of all three
-// target types.
+// target types, with only the current states and with every state.
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
@@ -916,23 +1016,25 @@ func TestPromtool(t *testing.T) {
 		t.Skip("promtool not found: install it from https://prometheus.io/download/ (it ships with Prometheus) or `go install github.com/prometheus/prometheus/cmd/promtool@latest`")
 	}
 	sim := startSim(t, simulator.Options{Seed: 17, Now: fixedClock, VBR: simulator.VBROptions{MultiVMReplicas: true}})
-	e := newExporter(t, []collector.Target{
-		target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
-		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
-		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
-	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 2, MinInterval: time.Minute})
-	out := exposition(t, gather(t, e, context.Background()))
-	for _, name := range []string{"veeam_cloud_failover_session_info", "veeam_replica_object_latest_point_timestamp_seconds",
-		"veeam_failover_plan_object_last_session_status", "veeam_failover_plan_recovery_point_timestamp_seconds"} {
-		if !bytes.Contains(out, []byte(name+"{")) {
-			t.Fatalf("the scrape misses %s:\n%s", name, out)
+	for _, all := range []bool{false, true} {
+		e := newExporter(t, []collector.Target{
+			target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword),
+			target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
+			target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
+		}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 2, MinInterval: time.Minute, AllStates: all})
+		out := exposition(t, gather(t, e, context.Background()))
+		for _, name := range []string{"veeam_cloud_failover_session_info", "veeam_replica_object_latest_point_timestamp_seconds",
+			"veeam_failover_plan_object_last_session_status", "veeam_failover_plan_recovery_point_timestamp_seconds"} {
+			if !bytes.Contains(out, []byte(name+"{")) {
+				t.Fatalf("all states %v: the scrape misses %s:\n%s", all, name, out)
+			}
 		}
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(out)
-	res, err := cmd.CombinedOutput()
-	if err != nil || len(bytes.TrimSpace(res)) > 0 {
-		t.Errorf("promtool check metrics: %v\n%s", err, res)
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = bytes.NewReader(out)
+		res, err := cmd.CombinedOutput()
+		if err != nil || len(bytes.TrimSpace(res)) > 0 {
+			t.Errorf("all states %v: promtool check metrics: %v\n%s", all, err, res)
+		}
 	}
 }
 

@@ -22,9 +22,11 @@
 // other format, and Collector serves them through a registry (tests).
 //
 // Every series carries target (the config name); ids are lower-case UUIDs
-// without urn: prefixes. A stateset has one series per documented value of
-// the enum, 1 for the current value and 0 for the others; a value the
-// exporter does not know maps to Unknown. A plan, object, session or replica
+// without urn: prefixes. A stateset (an enum) exports its current value's
+// series at 1, and a count per value its non-zero counts; with
+// Options.AllStates (collectors.statesets: all) every documented value, 0 for
+// all but the current, and every count. A value the exporter does not know
+// maps to Unknown. A plan, object, session or replica
 // listed twice (pages shifting under a changing estate) is exported once.
 // Each collector's file lists its metrics. Always, per target:
 //

@@ -18,7 +18,7 @@ import (
 // restore points, one paged list each for the whole estate). Per plan with
 // VMs, always:
 //
-//	veeam_failover_plan_objects_by_last_session_status{target,plan_id,status}   zeros included: Running, Success,
+//	veeam_failover_plan_objects_by_last_session_status{target,plan_id,status}   non-zero (all with AllStates): Running, Success,
 //	                                                        Warning, Failed, None, Unknown (None: the VM has no
 //	                                                        failover session, its plan never ran)
 //	veeam_failover_plan_recovery_point_timestamp_seconds{target,plan_id}   oldest newest-replication-point over the
@@ -71,7 +71,7 @@ var (
 		"Restore point the VM's last failover session used, Unix time; not an RPO: see veeam_failover_plan_object_latest_restore_point_timestamp_seconds; "+srcVSPCObjects+" (restoreSession.restorePointDateTime).",
 		labelTarget, labelPlanID, labelObjectID)
 	objectsByLastStatus = countsFamily("veeam_failover_plan_objects_by_last_session_status",
-		"VMs in the failover plan per status of their last failover session (None: no session, the plan never ran), zeros included; "+srcVSPCObjects+".",
+		"VMs in the failover plan per status of their last failover session (None: no session, the plan never ran); "+srcVSPCObjects+".",
 		lastSessionCountStatuses, labelTarget, labelPlanID, labelStatus)
 	planRecoveryPoint = gaugeFamily("veeam_failover_plan_recovery_point_timestamp_seconds",
 		"Oldest of the newest replication restore points over the plan's VMs, Unix time: time() minus it is the data a failover now loses; absent when no VM has one; VSPC only (EM's API has no restore points of a plan's VMs); "+srcVSPCBackups+".",

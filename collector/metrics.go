@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strconv"
@@ -35,9 +36,11 @@ type familyKind int
 const (
 	// kindGauge: one sample per row, the row's value.
 	kindGauge familyKind = iota
-	// kindStateset: one sample per state, 1 for the row's current state.
+	// kindStateset: the row's current state at 1; with every state (all),
+	// also the others at 0.
 	kindStateset
-	// kindCounts: one sample per state, the row's count for it.
+	// kindCounts: the row's count per state, the non-zero ones only unless
+	// every state is exported (all).
 	kindCounts
 )
 
@@ -58,6 +61,10 @@ type family struct {
 	statePairs []*dto.LabelPair
 	stateIndex map[string]int
 	unknown    int // index of Unknown in states, -1 when absent
+	// all exports every state of a stateset or counts row, zeros included
+	// (collectors.statesets: all); else only the current state and the
+	// non-zero counts.
+	all bool
 
 	// For the text exposition: the HELP and TYPE lines, and the labels in
 	// name order, each with what precedes its value.
@@ -78,7 +85,7 @@ type textLabel struct {
 	src    int
 }
 
-func newFamily(name, help string, kind familyKind, labels []string, states []string) *family {
+func newFamily(name, help string, kind familyKind, labels []string, states []string, all bool) *family {
 	f := &family{
 		name:    name,
 		help:    help,
@@ -89,6 +96,7 @@ func newFamily(name, help string, kind familyKind, labels []string, states []str
 		order:   make([]int, len(labels)),
 		states:  states,
 		unknown: -1,
+		all:     all,
 	}
 	sorted := slices.Clone(labels)
 	slices.Sort(sorted)
@@ -130,12 +138,12 @@ func newFamily(name, help string, kind familyKind, labels []string, states []str
 // helpEscaper escapes HELP texts as the text format wants.
 var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
 
-// perRow is the number of samples one row yields.
-func (f *family) perRow() int {
-	if f.kind == kindGauge {
-		return 1
+// numsPerRow is how many numbers a row keeps: a count per state, else one.
+func (f *family) numsPerRow() int {
+	if f.kind == kindCounts {
+		return len(f.states)
 	}
-	return len(f.states)
+	return 1
 }
 
 // index maps an API value to its position in states: exact match first,
@@ -216,9 +224,64 @@ func needsEscape(v string) bool {
 
 func (b *block) rows() int {
 	if b.f.width == 0 {
-		return len(b.nums) / b.f.perRow()
+		return len(b.nums) / b.f.numsPerRow()
 	}
 	return len(b.labels) / b.f.width
+}
+
+// rowSamples yields the samples of row r: the state's index (-1 for a
+// gauge) and the value. It is the one place that decides which states of a
+// stateset or counts row are exported: every one with family.all, else the
+// current state of a stateset and the non-zero counts.
+func (b *block) rowSamples(r int) iter.Seq2[int, float64] {
+	return func(yield func(int, float64) bool) {
+		f := b.f
+		switch f.kind {
+		case kindGauge:
+			yield(-1, b.nums[r])
+		case kindStateset:
+			cur := int(b.nums[r])
+			if !f.all {
+				if cur >= 0 {
+					yield(cur, 1)
+				}
+				return
+			}
+			for s := range f.states {
+				if !yield(s, boolValue(s == cur)) {
+					return
+				}
+			}
+		case kindCounts:
+			n := len(f.states)
+			for s, v := range b.nums[r*n : (r+1)*n] {
+				if (f.all || v != 0) && !yield(s, v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// samples is the number of samples the block yields.
+func (b *block) samples() int {
+	n := 0
+	for r := range b.rows() {
+		for range b.rowSamples(r) {
+			n++
+		}
+	}
+	return n
+}
+
+// empty says whether the block yields no sample.
+func (b *block) empty() bool {
+	for r := range b.rows() {
+		for range b.rowSamples(r) {
+			return false
+		}
+	}
+	return true
 }
 
 // metrics appends the block's samples for the prometheus.Collector path.
@@ -234,14 +297,8 @@ func (b *block) metrics(dst []prometheus.Metric, bu *builder) []prometheus.Metri
 				pairs[c] = bu.pair(f.labels[c], v)
 			}
 		}
-		switch f.kind {
-		case kindGauge:
-			dst = append(dst, bu.gauge(f, b.nums[r], pairs...))
-		case kindStateset:
-			dst = bu.stateset(dst, f, int(b.nums[r]), pairs...)
-		case kindCounts:
-			n := len(f.states)
-			dst = bu.counts(dst, f, b.nums[r*n:(r+1)*n], pairs...)
+		for s, v := range b.rowSamples(r) {
+			dst = append(dst, bu.sample(f, s, v, pairs))
 		}
 	}
 	return dst
@@ -252,19 +309,8 @@ func (b *block) appendText(tw *textWriter) {
 	f, w := b.f, b.f.width
 	for r := range b.rows() {
 		row := b.labels[r*w : (r+1)*w]
-		switch f.kind {
-		case kindGauge:
-			tw.buf = f.appendSample(tw.buf, row, -1, b.nums[r], b.escape)
-		case kindStateset:
-			cur := int(b.nums[r])
-			for s := range f.states {
-				tw.buf = f.appendSample(tw.buf, row, s, boolValue(s == cur), b.escape)
-			}
-		case kindCounts:
-			n := len(f.states)
-			for s, v := range b.nums[r*n : (r+1)*n] {
-				tw.buf = f.appendSample(tw.buf, row, s, v, b.escape)
-			}
+		for s, v := range b.rowSamples(r) {
+			tw.buf = f.appendSample(tw.buf, row, s, v, b.escape)
 		}
 		tw.flushIfFull()
 		if tw.err != nil {
@@ -408,10 +454,18 @@ func (f *family) labelPairs(dst []*dto.LabelPair, pairs []*dto.LabelPair) {
 	}
 }
 
-// gauge returns one sample with value v.
-func (b *builder) gauge(f *family, v float64, pairs ...*dto.LabelPair) prometheus.Metric {
-	lbls := make([]*dto.LabelPair, len(pairs))
+// sample returns one sample of f with value v: pairs are the row's label
+// pairs in the family's label order, state the state label's index or -1.
+func (b *builder) sample(f *family, state int, v float64, pairs []*dto.LabelPair) prometheus.Metric {
+	n := len(pairs)
+	if state >= 0 {
+		n++
+	}
+	lbls := make([]*dto.LabelPair, n)
 	f.labelPairs(lbls, pairs)
+	if state >= 0 {
+		lbls[f.order[n-1]] = f.statePairs[state]
+	}
 	switch v {
 	case 0:
 		return &sample{desc: f.desc, labels: lbls, gauge: b.zero}
@@ -422,49 +476,6 @@ func (b *builder) gauge(f *family, v float64, pairs ...*dto.LabelPair) prometheu
 	s.g.Value = &s.v
 	s.gauge = &s.g
 	return s
-}
-
-// stateset appends one sample per state of f, 1 for states[cur] and 0 for
-// the others.
-func (b *builder) stateset(dst []prometheus.Metric, f *family, cur int, pairs ...*dto.LabelPair) []prometheus.Metric {
-	n := len(pairs) + 1
-	samples := make([]sample, len(f.states))
-	lbls := make([]*dto.LabelPair, n*len(f.states))
-	for i := range f.states {
-		l := lbls[i*n : (i+1)*n : (i+1)*n]
-		f.labelPairs(l, pairs)
-		l[f.order[n-1]] = f.statePairs[i]
-		g := b.zero
-		if i == cur {
-			g = b.one
-		}
-		samples[i] = sample{desc: f.desc, labels: l, gauge: g}
-		dst = append(dst, &samples[i])
-	}
-	return dst
-}
-
-// counts appends one sample per state of f with counts[i] as its value.
-func (b *builder) counts(dst []prometheus.Metric, f *family, counts []float64, pairs ...*dto.LabelPair) []prometheus.Metric {
-	n := len(pairs) + 1
-	lbls := make([]*dto.LabelPair, n*len(f.states))
-	for i := range f.states {
-		l := lbls[i*n : (i+1)*n : (i+1)*n]
-		f.labelPairs(l, pairs)
-		l[f.order[n-1]] = f.statePairs[i]
-		switch counts[i] {
-		case 0:
-			dst = append(dst, &sample{desc: f.desc, labels: l, gauge: b.zero})
-		case 1:
-			dst = append(dst, &sample{desc: f.desc, labels: l, gauge: b.one})
-		default:
-			s := &valueSample{sample: sample{desc: f.desc, labels: l}, v: counts[i]}
-			s.g.Value = &s.v
-			s.gauge = &s.g
-			dst = append(dst, s)
-		}
-	}
-	return dst
 }
 
 // unixSeconds is t as a Prometheus timestamp value.
@@ -486,22 +497,38 @@ func gaugeFamily(name, help string, labels ...string) *familySpec {
 	return &familySpec{name: name, help: help, kind: kindGauge, labels: labels}
 }
 
-// statesetFamily declares a stateset: one sample per state, 1 for the
-// current; the state label is the last of labels.
+// statesetFamily declares a stateset: the current state at 1 and, with
+// every state exported, the others at 0; the state label is the last of
+// labels.
 func statesetFamily(name, help string, states []string, labels ...string) *familySpec {
-	help += " One series per value (" + strings.Join(states, ", ") + "), 1 for the current."
 	return &familySpec{name: name, help: help, kind: kindStateset, labels: labels, states: states}
 }
 
-// countsFamily declares one count per state; the state label is the last
-// of labels.
+// countsFamily declares one count per state, the non-zero ones unless every
+// state is exported; the state label is the last of labels.
 func countsFamily(name, help string, states []string, labels ...string) *familySpec {
 	return &familySpec{name: name, help: help, kind: kindCounts, labels: labels, states: states}
 }
 
-// build makes the family, with suffix appended to its HELP text.
-func (s *familySpec) build(suffix string) *family {
-	return newFamily(s.name, s.help+suffix, s.kind, s.labels, s.states)
+// build makes the family: all exports every state of a stateset or counts
+// family (collectors.statesets: all), and its HELP text says which states
+// it has and which are exported, then suffix.
+func (s *familySpec) build(suffix string, all bool) *family {
+	help := s.help
+	if s.states != nil {
+		label, values := s.labels[len(s.labels)-1], strings.Join(s.states, ", ")
+		switch {
+		case s.kind == kindStateset && all:
+			help += " One series per " + label + " (" + values + "), 1 for the current, 0 for the others (collectors.statesets: all)."
+		case s.kind == kindStateset:
+			help += " Only the current " + label + "'s series, at 1 (collectors.statesets: current; all adds the others at 0); " + label + ": " + values + "."
+		case all:
+			help += " One series per " + label + " (" + values + "), zeros included (collectors.statesets: all)."
+		default:
+			help += " Only the non-zero counts (collectors.statesets: current; all adds the zeros); " + label + ": " + values + "."
+		}
+	}
+	return newFamily(s.name, help+suffix, s.kind, s.labels, s.states, all)
 }
 
 // helpSuffix is what HELP texts say of Options.MinInterval.

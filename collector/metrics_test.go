@@ -8,18 +8,18 @@ func TestStateIndex(t *testing.T) {
 		in   string
 		want string
 	}{
-		{planStatus.build(""), "Ready", "Ready"},
-		{planStatus.build(""), "inundoprogress", "InUndoProgress"},
-		{planStatus.build(""), "Exploded", "Unknown"},
-		{planStatus.build(""), "", "Unknown"},
-		{planLastStatus.build(""), "", "None"},
-		{objectsByLastStatus.build(""), "", "None"},
-		{objectLastStatus.build(""), "Warning", "Warning"},
-		{objectLastStatus.build(""), "Restoring", "Unknown"},
-		{sessionResult.build(""), "", "None"},
-		{sessionState.build(""), "Pausing", "Unknown"},
-		{replicaState.build(""), "PermanentFailover", "PermanentFailover"},
-		{replicaState.build(""), "ActionRequired", "Unknown"},
+		{planStatus.build("", true), "Ready", "Ready"},
+		{planStatus.build("", true), "inundoprogress", "InUndoProgress"},
+		{planStatus.build("", true), "Exploded", "Unknown"},
+		{planStatus.build("", true), "", "Unknown"},
+		{planLastStatus.build("", true), "", "None"},
+		{objectsByLastStatus.build("", true), "", "None"},
+		{objectLastStatus.build("", true), "Warning", "Warning"},
+		{objectLastStatus.build("", true), "Restoring", "Unknown"},
+		{sessionResult.build("", true), "", "None"},
+		{sessionState.build("", true), "Pausing", "Unknown"},
+		{replicaState.build("", true), "PermanentFailover", "PermanentFailover"},
+		{replicaState.build("", true), "ActionRequired", "Unknown"},
 	}
 	for _, c := range cases {
 		if got := c.f.states[c.f.index(c.in)]; got != c.want {

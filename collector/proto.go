@@ -66,6 +66,14 @@ func (f *family) rowSize(row []string) int {
 	return n
 }
 
+// stateSize is the size of state s's label field, 0 for no state (-1).
+func (f *family) stateSize(s int) int {
+	if s < 0 {
+		return 0
+	}
+	return len(f.stateFields[s])
+}
+
 // fieldSize is the size of a metric field whose message is n bytes.
 func fieldSize(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 
@@ -75,12 +83,8 @@ func (b *block) protoSize() int {
 	total := 0
 	for r := range b.rows() {
 		base := f.rowSize(b.labels[r*w : (r+1)*w])
-		if f.kind == kindGauge {
-			total += fieldSize(base)
-			continue
-		}
-		for _, sf := range f.stateFields {
-			total += fieldSize(base + len(sf))
+		for s := range b.rowSamples(r) {
+			total += fieldSize(base + f.stateSize(s))
 		}
 	}
 	return total
@@ -112,19 +116,8 @@ func (b *block) appendProto(tw *textWriter) {
 	for r := range b.rows() {
 		row := b.labels[r*w : (r+1)*w]
 		base := f.rowSize(row)
-		switch f.kind {
-		case kindGauge:
-			tw.buf = f.appendProtoSample(tw.buf, row, base, -1, b.nums[r])
-		case kindStateset:
-			cur := int(b.nums[r])
-			for s, sf := range f.stateFields {
-				tw.buf = f.appendProtoSample(tw.buf, row, base+len(sf), s, boolValue(s == cur))
-			}
-		case kindCounts:
-			n := len(f.states)
-			for s, v := range b.nums[r*n : (r+1)*n] {
-				tw.buf = f.appendProtoSample(tw.buf, row, base+len(f.stateFields[s]), s, v)
-			}
+		for s, v := range b.rowSamples(r) {
+			tw.buf = f.appendProtoSample(tw.buf, row, base+f.stateSize(s), s, v)
 		}
 		tw.flushIfFull()
 		if tw.err != nil {

@@ -48,9 +48,10 @@ var (
 )
 
 // TestSeriesPerVM measures what a VSPC estate costs in series under the
-// default settings, with per_object false and with the per-VM last-session
-// series, counting the lines of the text exposition, and holds the default
-// to the info series and the recovery point per VM. The figures are logged:
+// default settings, with per_object false, with the per-VM last-session
+// series, and with those and every state (statesets: all), counting the
+// lines of the text exposition, and holds the default to the info series
+// and the recovery point per VM. The figures are logged:
 //
 //	go test ./collector -run TestSeriesPerVM -v -args -series.plans=10000 -series.vms=5
 func TestSeriesPerVM(t *testing.T) {
@@ -77,10 +78,12 @@ func TestSeriesPerVM(t *testing.T) {
 	counts := measure(collector.Options{PerObject: false})
 	def := measure(collector.Options{PerObject: true})
 	rich := measure(collector.Options{PerObject: true, LastSessionStatus: true})
+	richAll := measure(collector.Options{PerObject: true, LastSessionStatus: true, AllStates: true})
+	defAll := measure(collector.Options{PerObject: true, AllStates: true})
 	for _, m := range []struct {
 		name string
 		c    seriesCount
-	}{{"per_object: false", counts}, {"default", def}, {"last_session_status: true", rich}} {
+	}{{"per_object: false", counts}, {"default", def}, {"statesets: all", defAll}, {"last_session_status: true", rich}, {"both", richAll}} {
 		t.Logf("%d plans x %d VMs, %-26s %8d series (%.2f per VM), %8d per-VM series (%.2f per VM), %5.1f MB",
 			plans, perPlan, m.name+":", m.c.all, float64(m.c.all)/float64(vms), m.c.perVM, float64(m.c.perVM)/float64(vms), float64(m.c.bytes)/1e6)
 	}
@@ -97,9 +100,19 @@ func TestSeriesPerVM(t *testing.T) {
 	if def.all-def.perVM != counts.all {
 		t.Errorf("per-plan series: %d by default, %d with per_object false", def.all-def.perVM, counts.all)
 	}
-	// The opt-in adds, per VM with a failover session, a 5-way stateset
-	// and the restore point that session used (when it has one).
-	if extra := rich.perVM - def.perVM; extra < 5*withSession || extra > 6*withSession || withSession == 0 {
+	// The opt-in adds, per VM with a failover session, its status (all 5
+	// values with statesets: all) and the restore point that session used
+	// (when it has one).
+	if extra := rich.perVM - def.perVM; extra < withSession || extra > 2*withSession || withSession == 0 {
 		t.Errorf("last_session_status adds %d series for %d VMs with a session", extra, withSession)
+	}
+	if extra := richAll.perVM - def.perVM; extra < 5*withSession || extra > 6*withSession {
+		t.Errorf("last_session_status with statesets: all adds %d series for %d VMs with a session", extra, withSession)
+	}
+	// Every state costs per plan: 7 more status series, at least 1 more
+	// count (6 values, at most 5 VMs per plan of the estate), up to 4 more
+	// last-session values.
+	if extra := defAll.all - def.all; extra < 8*plans || extra > 16*plans || defAll.perVM != def.perVM {
+		t.Errorf("statesets: all adds %d series for %d plans (%d per VM)", extra, plans, defAll.perVM-def.perVM)
 	}
 }

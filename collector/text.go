@@ -79,7 +79,7 @@ func appendTextFamily(tw *textWriter, f *family, blocks []*block) {
 
 func hasSamples(blocks []*block, f *family) bool {
 	for _, b := range blocks {
-		if b.f == f && len(b.nums) > 0 {
+		if b.f == f && !b.empty() {
 			return true
 		}
 	}
@@ -111,8 +111,7 @@ func (s *Scrape) MetricFamilies() []*dto.MetricFamily {
 // slabs; consecutive rows share the label pairs of equal values.
 func (b *block) appendDTO(dst []*dto.Metric, bu *builder) []*dto.Metric {
 	f, w := b.f, b.f.width
-	rows := b.rows()
-	n := rows * f.perRow()
+	n := b.samples()
 	if n == 0 {
 		return dst
 	}
@@ -152,25 +151,14 @@ func (b *block) appendDTO(dst []*dto.Metric, bu *builder) []*dto.Metric {
 		m.Label, m.Gauge = l, gauge(v)
 		dst = append(dst, m)
 	}
-	for r := range rows {
+	for r := range b.rows() {
 		for c, v := range b.labels[r*w : (r+1)*w] {
 			if pairs[c] == nil || pairs[c].GetValue() != v {
 				pairs[c] = bu.pair(f.labels[c], v)
 			}
 		}
-		switch f.kind {
-		case kindGauge:
-			emit(-1, b.nums[r])
-		case kindStateset:
-			cur := int(b.nums[r])
-			for st := range f.states {
-				emit(st, boolValue(st == cur))
-			}
-		case kindCounts:
-			ns := len(f.states)
-			for st, v := range b.nums[r*ns : (r+1)*ns] {
-				emit(st, v)
-			}
+		for st, v := range b.rowSamples(r) {
+			emit(st, v)
 		}
 	}
 	return dst

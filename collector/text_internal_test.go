@@ -22,18 +22,20 @@ func (c blockCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // TestBlockText compares the text a block renders with what expfmt writes
-// for the same samples: escaping, invalid UTF-8, special values, HELP.
+// for the same samples: escaping, invalid UTF-8, special values, HELP, with
+// every state and with only the current one.
 func TestBlockText(t *testing.T) {
 	values := []float64{0, 1, -1, 0.25, 1.7e9 + 0.5, math.Inf(1), math.Inf(-1), math.NaN(), 1e-300}
 	labels := []string{`plain`, `quote"d`, `back\slash`, "line\nfeed", "bad\xffutf8", "ünïcödé", ""}
-	for _, kind := range []familyKind{kindGauge, kindStateset, kindCounts} {
+	for i := range 6 {
+		kind, all := []familyKind{kindGauge, kindStateset, kindCounts}[i%3], i >= 3
 		var states []string
 		names := []string{"target", "plan"}
 		if kind != kindGauge {
 			states = []string{"Ready", "Failed", stateUnknown}
 			names = append(names, "status")
 		}
-		f := newFamily("veeam_test", "Help with a \\ and\na line feed.", kind, names, states)
+		f := newFamily("veeam_test", "Help with a \\ and\na line feed.", kind, names, states, all)
 		b := newBlock(f, 4)
 		for i, l := range labels {
 			switch kind {
@@ -70,8 +72,26 @@ func TestBlockText(t *testing.T) {
 			slices.Sort(lines)
 			return lines
 		}
+		// Per row: a stateset's current state alone, the non-zero counts
+		// alone; with all, every state.
+		var lines, zeros int
+		for _, l := range strings.Split(strings.TrimSpace(got.String()), "\n") {
+			if !strings.HasPrefix(l, "#") {
+				lines++
+				if strings.HasSuffix(l, " 0") {
+					zeros++
+				}
+			}
+		}
+		wantLines := map[familyKind]int{kindGauge: len(labels), kindStateset: len(labels), kindCounts: 2*len(labels) - 1}[kind]
+		if all && kind != kindGauge {
+			wantLines = len(labels) * len(states)
+		}
+		if lines != wantLines || (!all && kind != kindGauge && zeros > 0) {
+			t.Errorf("kind %d, all %v: %d samples (%d at 0), want %d", kind, all, lines, zeros, wantLines)
+		}
 		if g, w := sorted(got.String()), sorted(want.String()); !slices.Equal(g, w) {
-			t.Errorf("kind %d:\n got %q\nwant %q", kind, g, w)
+			t.Errorf("kind %d, all %v:\n got %q\nwant %q", kind, all, g, w)
 		}
 	}
 }

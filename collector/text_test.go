@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -27,8 +28,9 @@ import (
 )
 
 // textExporter is an Exporter over the three APIs with a failing target,
-// serving cached results so that two scrapes give the same samples.
-func textExporter(t *testing.T) *collector.Exporter {
+// serving cached results so that two scrapes give the same samples; all is
+// Options.AllStates.
+func textExporter(t *testing.T, all bool) *collector.Exporter {
 	t.Helper()
 	sim := startSim(t, simulator.Options{Seed: 23, Now: fixedClock,
 		VSPC: simulator.VSPCOptions{Plans: 7, ObjectsPerPlan: 3, BackupServers: 2},
@@ -40,7 +42,7 @@ func textExporter(t *testing.T) *collector.Exporter {
 		target(t, sim, veeam.TypeEM, "em", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeVBR, "vbr", simulator.DefaultPassword),
 		target(t, sim, veeam.TypeVBR, "vbr-bad-password", "wrong"),
-	}, collector.Options{PerObject: true, SessionsPerPlan: 2, MinInterval: time.Hour, Now: fixedClock})
+	}, collector.Options{PerObject: true, LastSessionStatus: true, SessionsPerPlan: 2, MinInterval: time.Hour, Now: fixedClock, AllStates: all})
 	return e
 }
 
@@ -101,7 +103,13 @@ func families(mfs []*dto.MetricFamily) map[string]string {
 // TestServeMetricsText checks that the text exposition Scrape.WriteText writes
 // from the compact results holds exactly what the registry path gives.
 func TestServeMetricsText(t *testing.T) {
-	e := textExporter(t)
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all_states=%v", all), func(t *testing.T) { testServeMetricsText(t, all) })
+	}
+}
+
+func testServeMetricsText(t *testing.T, all bool) {
+	e := textExporter(t, all)
 	g := own()
 	want := gather(t, e, context.Background())
 	extra, err := g.Gather()
@@ -144,7 +152,13 @@ func TestServeMetricsText(t *testing.T) {
 // TestServeMetricsFormats checks gzip and the formats that go through
 // promhttp.
 func TestServeMetricsFormats(t *testing.T) {
-	e := textExporter(t)
+	for _, all := range []bool{false, true} {
+		t.Run(fmt.Sprintf("all_states=%v", all), func(t *testing.T) { testServeMetricsFormats(t, all) })
+	}
+}
+
+func testServeMetricsFormats(t *testing.T, all bool) {
+	e := textExporter(t, all)
 	g := own()
 	plain := series(parse(t, serveMetrics(t, e, g, nil)))
 
@@ -186,7 +200,7 @@ func TestServeMetricsPromtool(t *testing.T) {
 		}
 		t.Skip("promtool not found")
 	}
-	resp := serveMetrics(t, textExporter(t), prometheus.NewRegistry(), nil)
+	resp := serveMetrics(t, textExporter(t, false), prometheus.NewRegistry(), nil)
 	body, _ := io.ReadAll(resp.Body)
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(body)

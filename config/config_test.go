@@ -187,6 +187,7 @@ func TestGoodConfigDefaults(t *testing.T) {
 		{"em inline password", string(em.Password), "s3cr3t-SENTINEL"},
 		{"per_object", cfg.Collectors.FailoverPlanObjects.PerObject, true},
 		{"last_session_status", cfg.Collectors.FailoverPlanObjects.LastSessionStatus, false},
+		{"statesets", cfg.Collectors.Statesets, StatesetsCurrent},
 		{"sessions_per_plan", cfg.Collectors.CloudFailoverSessions.SessionsPerPlan, 1},
 		{"scrape.concurrency", cfg.Scrape.Concurrency, 8},
 		{"scrape.min_interval", cfg.Scrape.MinInterval, model.Duration(0)},
@@ -219,6 +220,7 @@ func TestExplicitValuesWinOverDefaults(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "token"), "t0ken\n")
 	cfg, err := Parse([]byte(`
 collectors:
+  statesets: all
   failover_plan_objects: {per_object: false}
   cloud_failover_sessions: {sessions_per_plan: 0}
 scrape: {concurrency: 2, min_interval: 30s}
@@ -245,6 +247,7 @@ targets:
 		name      string
 		got, want any
 	}{
+		{"statesets", cfg.Collectors.Statesets, StatesetsAll},
 		{"per_object", cfg.Collectors.FailoverPlanObjects.PerObject, false},
 		{"sessions_per_plan", cfg.Collectors.CloudFailoverSessions.SessionsPerPlan, 0},
 		{"concurrency", cfg.Scrape.Concurrency, 2},
@@ -308,6 +311,8 @@ targets:
 		{"last_session_status without per_object", "collectors:\n  failover_plan_objects: {per_object: false, last_session_status: true}\n",
 			"c.yml:2: collectors.failover_plan_objects.last_session_status: needs per_object: true"},
 		{"last_session_status", "collectors: {failover_plan_objects: {last_session_status: true}}\n", ""},
+		{"statesets", "collectors: {statesets: every}\n", `c.yml:1: collectors.statesets: must be current or all, got "every"`},
+		{"statesets empty", "collectors: {statesets: \"\"}\n", `collectors.statesets: must be current or all, got ""`},
 		{"action_timeout", "trigger: {action_timeout: 0s}\n", "trigger.action_timeout: must be more than 0s"},
 		{"allow without label", `
 targets: [{name: v, type: vspc, url: "https://v", api_key: k3y-value}]

@@ -26,6 +26,7 @@ const (
 func Default() *Config {
 	return &Config{
 		Collectors: CollectorsConfig{
+			Statesets:             StatesetsCurrent,
 			FailoverPlanObjects:   FailoverPlanObjectsConfig{PerObject: true},
 			CloudFailoverSessions: CloudFailoverSessionsConfig{SessionsPerPlan: defaultSessionsPerPlan},
 		},

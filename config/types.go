@@ -51,9 +51,19 @@ type Target struct {
 
 // CollectorsConfig holds per-collector settings shared by all targets.
 type CollectorsConfig struct {
+	// Statesets is StatesetsCurrent (default): of an enum, only the current
+	// value's series, and of a count per value, only the non-zero ones; or
+	// StatesetsAll: every value, 0 included (OpenMetrics statesets).
+	Statesets             string                      `yaml:"statesets"`
 	FailoverPlanObjects   FailoverPlanObjectsConfig   `yaml:"failover_plan_objects"`
 	CloudFailoverSessions CloudFailoverSessionsConfig `yaml:"cloud_failover_sessions"`
 }
+
+// The values of collectors.statesets.
+const (
+	StatesetsCurrent = "current"
+	StatesetsAll     = "all"
+)
 
 // FailoverPlanObjectsConfig controls per-VM series.
 type FailoverPlanObjectsConfig struct {

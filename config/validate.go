@@ -18,6 +18,9 @@ func (p *parser) validate(cfg *Config, opts LoadOptions) {
 	if o := cfg.Collectors.FailoverPlanObjects; o.LastSessionStatus && !o.PerObject {
 		p.errorf("collectors.failover_plan_objects.last_session_status", "needs per_object: true (per_object: false exports no per-VM series)")
 	}
+	if s := cfg.Collectors.Statesets; s != StatesetsCurrent && s != StatesetsAll {
+		p.errorf("collectors.statesets", "must be %s or %s, got %q", StatesetsCurrent, StatesetsAll, s)
+	}
 	if n := cfg.Collectors.CloudFailoverSessions.SessionsPerPlan; n < 0 {
 		p.errorf("collectors.cloud_failover_sessions.sessions_per_plan", "must be 0 or more, got %d", n)
 	}
