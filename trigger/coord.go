@@ -163,7 +163,7 @@ func openCoordinator(cfg config.EtcdCoordination, name string, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("trigger.coordination.etcd: %w", err)
 	}
-	c := &coordinator{st: st, name: name, margin: ttl / 3, ttl: ttl, cfg: cfg,
+	c := &coordinator{st: st, name: name, margin: ttl / 4, ttl: ttl, cfg: cfg,
 		owned: map[string]*ownedAction{}, saved: map[string][]byte{}}
 	c.why.Store("not checked yet")
 	c.check(context.Background())

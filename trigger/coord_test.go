@@ -30,7 +30,7 @@ import (
 func coordConfig(t *testing.T, c *etcdtest.Cluster, prefix string, rules ...config.Rule) config.TriggerConfig {
 	cfg := baseConfig(t.TempDir(), rules...)
 	cfg.StateFile = ""
-	cfg.Coordination.Etcd = config.EtcdCoordination{Endpoints: c.Endpoints(), Prefix: prefix, LeaseTTL: model.Duration(2 * time.Second)}
+	cfg.Coordination.Etcd = config.EtcdCoordination{Endpoints: c.Endpoints(), Prefix: prefix, LeaseTTL: model.Duration(3 * time.Second)}
 	return cfg
 }
 
@@ -151,13 +151,18 @@ func TestCoordTwoReplicaMatrix(t *testing.T) {
 		VBR:  simulator.VBROptions{Replicas: 44, PointsPerReplica: 1}})
 	delays := []time.Duration{0, 50 * time.Millisecond, 200 * time.Millisecond, time.Second, 10 * time.Second}
 	objects := matrixObjects(t, env, 2*len(delays))
+	// Every case at once (t.Run from several goroutines, not t.Parallel,
+	// whose limit is GOMAXPROCS): the 10s cases wait side by side.
+	var all sync.WaitGroup
+	defer all.Wait()
 	for kind, cases := range objects {
 		for i, delay := range delays {
 			for j, sameKey := range []bool{true, false} {
 				mc := cases[2*i+j]
 				name := fmt.Sprintf("%s/%s/same_group_key=%t", kind, delay, sameKey)
-				t.Run(name, func(t *testing.T) {
-					t.Parallel()
+				all.Add(1)
+				go t.Run(name, func(t *testing.T) {
+					defer all.Done()
 					rule := "r-" + strings.ReplaceAll(strings.ReplaceAll(name, "/", "-"), "=", "-")
 					r := newRule(rule, mc.action, mc.target, mc.edit)
 					cfg := coordConfig(t, cluster, "/matrix/"+rule+"/", r)
@@ -182,11 +187,13 @@ func TestCoordTwoReplicaMatrix(t *testing.T) {
 					a.wait(t, 20*time.Second)
 					b.wait(t, 20*time.Second)
 					if n := callsOn(env, mc.id); n != 1 {
-						t.Fatalf("%d calls on %s, want 1; answers A %+v B %+v", n, mc.id, ansA.Decisions, ansB.Decisions)
+						t.Fatalf("%d calls on %s, want 1; answers A %+v B %+v; outcomes A %+v B %+v", n, mc.id, ansA.Decisions, ansB.Decisions,
+							a.tr.status().RecentOutcomes, b.tr.status().RecentOutcomes)
 					}
 					dA, dB := only(t, ansA, rule), only(t, ansB, rule)
 					if (verdict(dA) == verdictDecided) == (verdict(dB) == verdictDecided) {
-						t.Fatalf("want exactly one decided: A %s (%s), B %s (%s)", verdict(dA), dA.Reason, verdict(dB), dB.Reason)
+						t.Fatalf("want exactly one decided: A %s (%s), B %s (%s); outcomes A %+v B %+v", verdict(dA), dA.Reason, verdict(dB), dB.Reason,
+							a.tr.status().RecentOutcomes, b.tr.status().RecentOutcomes)
 					}
 				})
 			}
