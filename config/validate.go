@@ -332,8 +332,8 @@ func (p *parser) validateCoordination(c *Coordination) {
 		p.errorf(key+".prefix", "must start with / (default %s), got %q", defaultEtcdPrefix, e.Prefix)
 	}
 	ttl := time.Duration(e.LeaseTTL)
-	if ttl < time.Second || ttl%time.Second != 0 {
-		p.errorf(key+".lease_ttl", "must be whole seconds, at least 1s (default %s), got %s", defaultEtcdLeaseTTL, ttl)
+	if ttl < 2*time.Second || ttl%time.Second != 0 {
+		p.errorf(key+".lease_ttl", "must be whole seconds, at least 2s (default %s), got %s", defaultEtcdLeaseTTL, ttl)
 	}
 	if e.PasswordFile != "" && e.Username == "" {
 		p.errorf(key+".username", "missing: password_file is set")
