@@ -15,9 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/etcdtest"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/proctest"
+	// The action types are declared by the trigger package.
+	_ "github.com/veeam-failover/veeam_failover_exporter/trigger"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
@@ -390,5 +395,51 @@ func TestHAQuorum(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := startPosts(e.sim, e.plans[1].InstanceUID); n != 1 {
 		t.Fatalf("%d starts, want 1", n)
+	}
+}
+
+// TestHAKubernetesConfig: the HA overlay's config, with the base's and the
+// overlay's secrets laid out as the StatefulSet mounts them, passes the
+// exporter's config check, keeps no state file and names etcd.
+func TestHAKubernetesConfig(t *testing.T) {
+	dir := filepath.Join(repoRoot, "examples", "kubernetes-ha")
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	var base, overlay struct {
+		StringData map[string]string `yaml:"stringData"`
+	}
+	for file, v := range map[string]any{
+		filepath.Join(dir, "configmap.yaml"):                             &cm,
+		filepath.Join(dir, "secret.yaml"):                                &overlay,
+		filepath.Join(repoRoot, "examples", "kubernetes", "secret.yaml"): &base,
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []map[string]string{base.StringData, overlay.StringData} {
+		for k, v := range m {
+			if err := os.WriteFile(filepath.Join(root, "secrets", k), []byte(v), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The CA is a placeholder in the example; the check reads the file only.
+	cfg, err := config.Parse([]byte(cm.Data["veeam_failover_exporter.yml"]), filepath.Join(root, "veeam_failover_exporter.yml"), config.LoadOptions{})
+	if err != nil {
+		t.Fatalf("examples/kubernetes-ha/configmap.yaml: %v", err)
+	}
+	tr := cfg.Trigger
+	if tr.StateFile != "" || !tr.Coordination.Enabled() || len(tr.Coordination.Etcd.Endpoints) != 3 || tr.Coordination.Etcd.Password == "" {
+		t.Fatalf("want coordination on three etcd members with a password and no state file: %+v", tr.Coordination.Etcd.Endpoints)
 	}
 }
