@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/coordination"
@@ -216,13 +217,15 @@ func (t *Trigger) coordReady() error {
 	return nil
 }
 
-// coordDecideLocked makes a locally decided action global: it checks the
+// coordDecideUnlocked makes a locally decided action global: it checks the
 // shared dedup keys, cooldowns and holds and claims the object with the
 // records, a rate-limit token and a concurrency slot in one transaction.
 // A guard name means another replica (or the shared memory) refused it; an
 // error that the store could not be used. Either way nothing may be
-// called, and the caller undoes its local commit.
-func (t *Trigger) coordDecideLocked(ctx context.Context, rec *actionRecord, r *rule, keys []string, cks []cooldownKey, until time.Time) (guard, reason string, err error) {
+// called, and the caller undoes its local commit (undoCommitLocked). It is
+// called with t.mu held, releases it for the etcd round trips and holds it
+// again when it returns.
+func (t *Trigger) coordDecideUnlocked(ctx context.Context, rec *actionRecord, r *rule, keys []string, cks []cooldownKey, until time.Time) (guard, reason string, err error) {
 	c := t.coord
 	if c == nil {
 		return "", "", nil
@@ -230,6 +233,16 @@ func (t *Trigger) coordDecideLocked(ctx context.Context, rec *actionRecord, r *r
 	if err := t.coordReady(); err != nil {
 		return "", "", err
 	}
+	cfg := t.cfg
+	var own *ownedAction
+	var saved []byte
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if own != nil {
+			c.owned[rec.RequestID], c.saved[rec.RequestID] = own, saved
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), coordOpTimeout)
 	defer cancel()
 	now := rec.DecidedAt
@@ -302,8 +315,8 @@ func (t *Trigger) coordDecideLocked(ctx context.Context, rec *actionRecord, r *r
 	res, err := c.st.Decide(ctx, coordination.Decision{
 		Key:     claimKeyOf(rec),
 		Records: records,
-		Rate:    c.rate(t.cfg, rec.RequestID),
-		Slot:    c.slot(t.cfg, rec.RequestID),
+		Rate:    c.rate(cfg, rec.RequestID),
+		Slot:    c.slot(cfg, rec.RequestID),
 	})
 	if err != nil {
 		// The outcome is unknown: if it committed, the record names this
@@ -316,9 +329,9 @@ func (t *Trigger) coordDecideLocked(ctx context.Context, rec *actionRecord, r *r
 		return guardDedup, fmt.Sprintf("object %s is claimed by replica %s: an action on it is in flight there", claimKeyOf(rec), res.Owner), nil
 	case coordination.RefusedRateLimit:
 		return guardRateLimit, fmt.Sprintf("rate limit of %d actions per %s reached (counted over every replica)",
-			t.cfg.RateLimit.Actions, time.Duration(t.cfg.RateLimit.Per)), nil
+			cfg.RateLimit.Actions, time.Duration(cfg.RateLimit.Per)), nil
 	case coordination.RefusedMaxConcurrent:
-		return guardConcurrency, fmt.Sprintf("max_concurrent %d actions in flight over every replica", t.cfg.MaxConcurrent), nil
+		return guardConcurrency, fmt.Sprintf("max_concurrent %d actions in flight over every replica", cfg.MaxConcurrent), nil
 	default:
 		return fail(fmt.Errorf("refused: %s", res.Refused))
 	}
@@ -332,9 +345,19 @@ func (t *Trigger) coordDecideLocked(ctx context.Context, rec *actionRecord, r *r
 			return fail(err)
 		}
 	}
-	c.owned[rec.RequestID] = &ownedAction{owner: res.Owner, prev: prev}
-	c.saved[rec.RequestID] = recJSON
+	own, saved = &ownedAction{owner: res.Owner, prev: prev}, recJSON
 	return "", "", nil
+}
+
+// undoCoordLocked takes back a decision the shared store refused, or one
+// that could not be audited after it won its claim (then the claim and the
+// shared memory it took are given back too). Other decisions may have been
+// committed locally since, so only what this one added goes.
+func (t *Trigger) undoCoordLocked(rec *actionRecord) {
+	t.coordReleaseLocked(rec, outcomeAbandoned) // nothing when the claim was refused
+	t.store.forget(rec.Memory)
+	rec.Memory = nil
+	t.store.removeAction(rec.RequestID)
 }
 
 func (c *coordinator) rate(cfg config.TriggerConfig, rid string) *coordination.Rate {
@@ -731,5 +754,10 @@ func (t *Trigger) coordClose() error {
 	if t.coord == nil {
 		return nil
 	}
-	return t.coord.st.Close()
+	err := t.coord.st.Close()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		// It expired already: its claims are gone all the same.
+		return nil
+	}
+	return err
 }
