@@ -133,7 +133,7 @@ func (e *env) withEtcd(n int, f func(endpoints []string) error) error {
 func webhookEtcdFigures(rep *report, local, w whRun) {
 	rep.add(row("4.webhook_rate_etcd", "4", "webhook notifications/s, etcd coordination", w.PerSecond, "/s").
 		base("local file", local.PerSecond).
-		note(fmt.Sprintf("the same %d notifications from %d clients, the trigger's memory in a %s on loopback (trigger.coordination.etcd) instead of its state file; "+
+		note(fmt.Sprintf("the same %d notifications from %d clients, the trigger's memory in %s on loopback (trigger.coordination.etcd) instead of its state file; "+
 			"answers %v; decisions %v", w.Notifications, w.Clients, w.Store, w.Codes, w.Outcomes)))
 	rep.add(row("4.webhook_p99_etcd", "4", "webhook p99, etcd coordination", w.P99MS, "ms").
 		base("local file", local.P99MS).
