@@ -82,7 +82,10 @@ type coordinator struct {
 	owned map[string]*ownedAction
 	// saved: the record last written for each owned action.
 	saved map[string][]byte
-	view  *coordStatus
+	// savedPending: this replica's pending decisions as last written, by
+	// key.
+	savedPending map[string][]byte
+	view         *coordStatus
 
 	upGauge prometheus.GaugeFunc
 }
@@ -120,10 +123,11 @@ type sharedHold struct {
 	Owner string `json:"owner"`
 }
 
-func actionKey(rid string) string       { return "actions/" + rid }
-func dedupKey(k string) string          { return "dedup/" + k }
-func cooldownName(k cooldownKey) string { return "cooldowns/" + hashKey(k.action, k.object) }
-func holdKey(object string) string      { return "holds/" + hashKey(object) }
+func actionKey(rid string) string        { return "actions/" + rid }
+func pendingKey(id, owner string) string { return "pending/" + id + "/" + owner }
+func dedupKey(k string) string           { return "dedup/" + k }
+func cooldownName(k cooldownKey) string  { return "cooldowns/" + hashKey(k.action, k.object) }
+func holdKey(object string) string       { return "holds/" + hashKey(object) }
 func claimKeyOf(rec *actionRecord) string {
 	if rec.ObjectKey != "" {
 		return rec.ObjectKey
@@ -165,7 +169,7 @@ func openCoordinator(cfg config.EtcdCoordination, name string, logger *slog.Logg
 		return nil, fmt.Errorf("trigger.coordination.etcd: %w", err)
 	}
 	c := &coordinator{st: st, name: name, margin: ttl / 4, ttl: ttl, cfg: cfg,
-		owned: map[string]*ownedAction{}, saved: map[string][]byte{}}
+		owned: map[string]*ownedAction{}, saved: map[string][]byte{}, savedPending: map[string][]byte{}}
 	c.why.Store("not checked yet")
 	c.check(context.Background())
 	c.upGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -428,9 +432,14 @@ func (b *coordBackend) Load() (*state, error) { return newState(), nil }
 func (b *coordBackend) KeepAside(time.Time) (string, error) { return "", nil }
 
 // Save writes the records of owned actions that changed since they were
-// last written. It runs under the Trigger's mutex.
+// last written, and this replica's pending decisions (so that another
+// replica takes them over if this one dies). It runs under the Trigger's
+// mutex.
 func (b *coordBackend) Save(s *state) error {
 	c := b.t.coord
+	if err := b.savePending(s); err != nil {
+		return err
+	}
 	for _, a := range s.actions {
 		o := c.owned[a.RequestID]
 		if o == nil {
@@ -455,6 +464,100 @@ func (b *coordBackend) Save(s *state) error {
 		c.saved[a.RequestID] = data
 	}
 	return nil
+}
+
+// sharedPending is a pending decision in etcd with the replica keeping it.
+type sharedPending struct {
+	Owner    string           `json:"owner"`
+	Decision *pendingDecision `json:"decision"`
+}
+
+// savePending writes the pending decisions that changed and removes those
+// that are gone, under this session's owner ID.
+func (b *coordBackend) savePending(s *state) error {
+	c := b.t.coord
+	me := c.st.ID()
+	if me == "" {
+		if len(s.pending) == 0 && len(c.savedPending) == 0 {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", errCoordination, coordination.ErrNoSession)
+	}
+	ctx, cancel := context.WithTimeout(b.t.ctx, coordOpTimeout)
+	defer cancel()
+	current := map[string]bool{}
+	for _, pd := range s.pending {
+		k := pendingKey(pd.ID, me)
+		current[k] = true
+		data, err := json.Marshal(sharedPending{Owner: me, Decision: pd})
+		if err != nil {
+			return err
+		}
+		if string(data) == string(c.savedPending[k]) {
+			continue
+		}
+		if err := c.st.Put(ctx, k, data); err != nil {
+			return fmt.Errorf("%w: %w", errCoordination, err)
+		}
+		c.savedPending[k] = data
+	}
+	for k := range c.savedPending {
+		if current[k] {
+			continue
+		}
+		if err := c.st.Delete(ctx, k); err != nil {
+			return fmt.Errorf("%w: %w", errCoordination, err)
+		}
+		delete(c.savedPending, k)
+	}
+	return nil
+}
+
+// coordAdoptPending takes over the pending decisions kept by replicas that
+// stopped: this one evaluates them again when they are due, through the
+// whole pipeline (and the claim), as their replica would have.
+func (t *Trigger) coordAdoptPending(ctx context.Context, alive map[string]bool) {
+	c := t.coord
+	entries, err := c.st.List(ctx, "pending/")
+	if err != nil {
+		return
+	}
+	me := c.st.ID()
+	for _, e := range entries {
+		var sp sharedPending
+		if json.Unmarshal(e.Value, &sp) != nil || sp.Decision == nil || sp.Owner == "" || sp.Owner == me {
+			continue
+		}
+		ok, seen := alive[sp.Owner]
+		if !seen {
+			if ok, err = c.st.OwnerAlive(ctx, sp.Owner); err != nil {
+				return
+			}
+			alive[sp.Owner] = ok
+		}
+		if ok {
+			continue
+		}
+		// Removed first: of two replicas that see it, the one whose delete
+		// comes second still keeps a copy, which the claim makes harmless.
+		if err := c.st.Delete(ctx, e.Key); err != nil {
+			return
+		}
+		pd := sp.Decision
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return
+		}
+		if t.store.pendingByID(pd.ID) == nil {
+			t.store.putPending(pd)
+			_ = t.audit.write(pendingLine{Time: t.now(), Event: eventPending, Rule: pd.Rule, Object: pd.Object, GroupKey: pd.GroupKey,
+				Guard: pd.Guard, State: "adopted", Reason: "kept by replica " + sp.Owner + ", which stopped", Next: pd.Next, RequestID: pd.ID}, false)
+			t.logger.Warn("adopted a pending decision of a replica that stopped", "rule", pd.Rule, "object", pd.Object, "guard", pd.Guard, "from", sp.Owner)
+			t.pendingChangedLocked()
+		}
+		t.mu.Unlock()
+	}
 }
 
 // coordReleaseLocked ends an owned action in the shared store (release.go
@@ -621,6 +724,7 @@ func (t *Trigger) coordScan() {
 			t.coordAdopt(ctx, &sa)
 		}
 	}
+	t.coordAdoptPending(ctx, alive)
 	if claims, err := c.st.Claims(ctx); err == nil {
 		for _, cl := range claims {
 			view.Claims = append(view.Claims, coordClaimJSON{Object: cl.Key, Owner: cl.Owner})

@@ -414,3 +414,29 @@ func TestCoordQuorumLoss(t *testing.T) {
 	closeHarness(t, a)
 	closeHarness(t, b)
 }
+
+// TestCoordPendingHandOver: a decision kept pending by one replica (its
+// alert has not fired for `for` yet) is taken over by another when the
+// first stops, and acts once at its deadline: the failover is not left to
+// Alertmanager's repeat_interval.
+func TestCoordPendingHandOver(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	env := startSim(t, simulator.Options{Seed: 11, ActionDuration: 200 * time.Millisecond})
+	p := env.readyPlans(t, 1)[0]
+	cfg := coordConfig(t, cluster, "/pending/", newRule("r", config.ActionVSPCPlanStart, "vspc", withPlan(p.InstanceUID),
+		func(r *config.Rule) { r.For = model.Duration(3 * time.Second) }))
+	a, b := replica(t, env, cfg, "a"), replica(t, env, cfg, "b")
+	body := amtest.Notification("g", alertFor("r", time.Now())).JSON()
+	if d := only(t, a.post(t, body), "r"); verdict(d) != guardFor {
+		t.Fatalf("%s (%s), want for", verdict(d), d.Reason)
+	}
+	closeHarness(t, a)
+	waitForWithin(t, 5*time.Second, func() bool { return len(b.tr.status().Pending) == 1 })
+	o := waitOutcome(t, b, 15*time.Second)
+	if o.Outcome != outcomeSuccess {
+		t.Fatalf("outcome %s (%s)", o.Outcome, o.Message)
+	}
+	if n := env.vspcCalls(p.InstanceUID, "start"); n != 1 {
+		t.Fatalf("%d starts, want 1", n)
+	}
+}
