@@ -664,6 +664,7 @@ func (t *Trigger) coordLoop() {
 	gone := c.st.MembersGone(t.ctx)
 	tick := time.NewTicker(coordCheckEvery)
 	defer tick.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
 		case <-t.ctx.Done():
@@ -685,7 +686,50 @@ func (t *Trigger) coordLoop() {
 			continue
 		}
 		t.coordScan()
+		if time.Since(lastPrune) >= coordPruneEvery {
+			lastPrune = time.Now()
+			t.coordPrune()
+		}
 	}
+}
+
+// coordPruneEvery is how often expired shared memory is removed.
+const coordPruneEvery = 10 * time.Minute
+
+// coordPrune removes shared dedup keys, cooldowns and holds that can no
+// longer matter, as the state file's prune does. Every replica may do it;
+// removing an expired record twice is harmless.
+func (t *Trigger) coordPrune() {
+	c := t.coord
+	t.mu.Lock()
+	keep := t.keepCooldownLocked()
+	t.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.ctx, time.Minute)
+	defer cancel()
+	now := t.now()
+	expired := func(prefix string, until func([]byte) (time.Time, bool)) {
+		entries, err := c.st.List(ctx, prefix)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if u, ok := until(e.Value); ok && !u.After(now) {
+				_ = c.st.Delete(ctx, e.Key)
+			}
+		}
+	}
+	expired("dedup/", func(v []byte) (time.Time, bool) {
+		var d sharedDedup
+		return d.Until, json.Unmarshal(v, &d) == nil
+	})
+	expired("cooldowns/", func(v []byte) (time.Time, bool) {
+		var cd sharedCooldown
+		return cd.At.Add(keep), json.Unmarshal(v, &cd) == nil
+	})
+	expired("holds/", func(v []byte) (time.Time, bool) {
+		var h sharedHold
+		return h.Until, json.Unmarshal(v, &h) == nil
+	})
 }
 
 // coordScan looks at every shared action once.

@@ -1,7 +1,9 @@
 package trigger
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"math/rand"
 	"net/http"
 	"path/filepath"
@@ -438,5 +440,106 @@ func TestCoordPendingHandOver(t *testing.T) {
 	}
 	if n := env.vspcCalls(p.InstanceUID, "start"); n != 1 {
 		t.Fatalf("%d starts, want 1", n)
+	}
+}
+
+// TestCoordAuth: with etcd authentication on and a user that may use only
+// the prefix, the replicas act once; the password is in no answer, status
+// or log line.
+func TestCoordAuth(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	const password = "etcd-s3cret-pw"
+	cluster.EnableAuth("vfe", password, "/auth/")
+	env := startSim(t, simulator.Options{Seed: 12, ActionDuration: 200 * time.Millisecond})
+	p := env.readyPlans(t, 1)[0]
+	cfg := coordConfig(t, cluster, "/auth/", newRule("r", config.ActionVSPCPlanStart, "vspc", withPlan(p.InstanceUID)))
+	cfg.Coordination.Etcd.Username, cfg.Coordination.Etcd.Password = "vfe", password
+	var logs strings.Builder
+	var mu sync.Mutex
+	hs := make([]*harness, 2)
+	actors := newActors(t, env.sim)
+	for i, name := range []string{"a", "b"} {
+		c := cfg
+		c.AuditLog = filepath.Join(t.TempDir(), "audit.jsonl")
+		hs[i] = newHarness(t, c, actors, Options{ReplicaName: name, Logger: slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	}
+	body := amtest.Notification("g", alertFor("r", time.Now().Add(-time.Minute))).JSON()
+	for _, h := range hs {
+		h.post(t, body)
+	}
+	for _, h := range hs {
+		h.wait(t, 10*time.Second)
+	}
+	if n := env.vspcCalls(p.InstanceUID, "start"); n != 1 {
+		t.Fatalf("%d starts, want 1", n)
+	}
+	for _, h := range hs {
+		if s := mustJSON(t, h.tr.status()); strings.Contains(s, password) {
+			t.Fatal("password in /trigger")
+		}
+	}
+	// A reload keeps the shared store; one that changes it is refused
+	// (it takes a restart).
+	if err := hs[0].tr.Reload(hs[0].cfg, actors); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	changed := hs[0].cfg
+	changed.Coordination.Etcd.Prefix = "/elsewhere/"
+	if err := hs[0].tr.Reload(changed, actors); err == nil || !strings.Contains(err.Error(), "restart") || strings.Contains(err.Error(), password) {
+		t.Fatalf("reload changing the store: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), password) {
+		t.Fatal("password in the log")
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// TestCoordPrune: shared dedup keys, cooldowns and holds are removed once
+// they can no longer matter, and not before.
+func TestCoordPrune(t *testing.T) {
+	cluster := etcdtest.Start(t)
+	env := startSim(t, simulator.Options{Seed: 13, ActionDuration: 100 * time.Millisecond})
+	p := env.readyPlans(t, 1)[0]
+	cfg := coordConfig(t, cluster, "/prune/", newRule("r", config.ActionVSPCPlanStart, "vspc", withPlan(p.InstanceUID)))
+	clock := &offsetClock{}
+	o := clock.options()
+	o.ReplicaName = "a"
+	h := newHarness(t, cfg, env.actors, o)
+	h.post(t, amtest.Notification("g", alertFor("r", time.Now().Add(-time.Minute))).JSON())
+	h.wait(t, 10*time.Second)
+	count := func() int {
+		n := 0
+		for _, prefix := range []string{"dedup/", "cooldowns/", "holds/"} {
+			es, err := h.tr.coord.st.List(context.Background(), prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(es)
+		}
+		return n
+	}
+	if count() == 0 {
+		t.Fatal("no shared memory after an action")
+	}
+	h.tr.coordPrune()
+	if count() == 0 {
+		t.Fatal("pruned what still matters")
+	}
+	clock.add(100 * 24 * time.Hour)
+	h.tr.coordPrune()
+	if n := count(); n != 0 {
+		t.Fatalf("%d shared records left after they expired", n)
 	}
 }
