@@ -128,7 +128,8 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 		c8, c1           scrapeRun
 		cached           cachedRun
 		alloc            allocResult
-		wh               whRun
+		wh, whEtcd       whRun
+		errEtcd          error
 		cost             costRun
 		err8, err1, errc = skipped, skipped, skipped
 		erra, errw, err6 = skipped, skipped, skipped
@@ -193,8 +194,19 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 
 	if s.measure("4") {
 		logf("webhook: %d notifications from %d clients", s.Notifications, s.Clients)
-		if wh, errw = e.runWebhook(ctx); errw != nil {
+		if wh, errw = e.runWebhook(ctx, nil); errw != nil {
 			fail("webhook", errw)
+		}
+		// The same storm with the trigger's memory in a three-member etcd
+		// (trigger.coordination), as two or three replicas run it.
+		logf("webhook with etcd coordination: starting a 3-member etcd")
+		errEtcd = e.withEtcd(3, func(eps []string) error {
+			var err error
+			whEtcd, err = e.runWebhook(ctx, eps)
+			return err
+		})
+		if errEtcd != nil {
+			fail("webhook with etcd coordination", errEtcd)
 		}
 	}
 
@@ -204,6 +216,7 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 	rep.Details["scaling"] = scales
 	rep.Details["scaling_small"] = small
 	rep.Details["webhook"] = wh
+	rep.Details["webhook_etcd"] = whEtcd
 	rep.Details["prometheus_cost"] = cost
 	rep.Details["ideal_definition"] = idealDefinition
 	if err8 == nil && err1 == nil {
@@ -225,6 +238,9 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 	if errw == nil {
 		webhookFigures(rep, wh)
 	}
+	if errw == nil && errEtcd == nil && s.measure("4") {
+		webhookEtcdFigures(rep, wh, whEtcd)
+	}
 	if err8 == nil && s.measure("5") {
 		scalingFigures(rep, scales)
 	}
@@ -238,7 +254,7 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 	rep.Duration = time.Since(began).Round(time.Second).String()
 	rep.Machine.LoadAvg = append(rep.Machine.LoadAvg, loadAvg())
 	var errsAll []error
-	for _, err := range []error{err8, err1, errc, erra, errs, errw, err6} {
+	for _, err := range []error{err8, err1, errc, erra, errs, errw, err6, errEtcd} {
 		if err != skipped {
 			errsAll = append(errsAll, err)
 		}

@@ -33,6 +33,9 @@ type whObject struct {
 
 // whRun is figure 4.
 type whRun struct {
+	// Store is where the trigger keeps its memory: "local file" or
+	// "etcd (N members)".
+	Store         string         `json:"store"`
 	Notifications int            `json:"notifications"`
 	Clients       int            `json:"clients"`
 	WallMS        float64        `json:"wall_ms"`
@@ -113,13 +116,18 @@ func allowList(objs []whObject, rule string) string {
 	return "[" + strings.Join(vs, ", ") + "]"
 }
 
-func webhookConfig(u urls, objs []whObject) string {
-	return targetsYAML(u) + fmt.Sprintf(`
+// webhookConfig is the storm's config; with etcd endpoints the trigger's
+// memory is in etcd instead of the local state file.
+func webhookConfig(u urls, objs []whObject, etcd []string) string {
+	store := "  state_file: state.json\n"
+	if len(etcd) > 0 {
+		store = fmt.Sprintf("  coordination:\n    etcd: {endpoints: [%s], prefix: /bench/}\n", strings.Join(etcd, ", "))
+	}
+	return targetsYAML(u) + `
 trigger:
   dry_run: false
   webhook_bearer_token_file: token
-  state_file: state.json
-  audit_log: audit.jsonl
+` + store + fmt.Sprintf(`  audit_log: audit.jsonl
   kill_switch_file: disarm
   max_concurrent: 100
   rate_limit: {actions: 1000, per: 1h}
@@ -229,8 +237,14 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
-func (e *env) runWebhook(ctx context.Context) (whRun, error) {
-	r := whRun{Notifications: e.s.Notifications, Clients: e.s.Clients, Codes: map[int]int{}, Outcomes: map[string]int{}}
+// runWebhook is the storm on one exporter; with etcd endpoints its memory
+// is in that etcd (coordination), else in its local state file.
+func (e *env) runWebhook(ctx context.Context, etcd []string) (whRun, error) {
+	r := whRun{Store: "local file", Notifications: e.s.Notifications, Clients: e.s.Clients, Codes: map[int]int{}, Outcomes: map[string]int{}}
+	name := "webhook"
+	if len(etcd) > 0 {
+		r.Store, name = fmt.Sprintf("etcd (%d members)", len(etcd)), "webhook-etcd"
+	}
 	sim, err := simulator.Start(simulator.Options{
 		Seed: 1, TLS: true, Latency: e.s.Latency, ActionDuration: 2 * time.Second,
 		VSPC: simulator.VSPCOptions{Plans: 40, ObjectsPerPlan: 4, BackupServers: 2},
@@ -244,7 +258,7 @@ func (e *env) runWebhook(ctx context.Context) (whRun, error) {
 	if err != nil {
 		return r, err
 	}
-	dir, err := e.newDir("webhook")
+	dir, err := e.newDir(name)
 	if err != nil {
 		return r, err
 	}
@@ -254,7 +268,7 @@ func (e *env) runWebhook(ctx context.Context) (whRun, error) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(webhookToken+"\n"), 0o600); err != nil {
 		return r, err
 	}
-	x, err := startExporter(e.bin, dir, webhookConfig(simURLs(sim), objs))
+	x, err := startExporter(e.bin, dir, webhookConfig(simURLs(sim), objs, etcd))
 	if err != nil {
 		return r, err
 	}
@@ -364,7 +378,7 @@ func (e *env) runWebhook(ctx context.Context) (whRun, error) {
 	if b, err := os.ReadFile(filepath.Join(dir, "audit.jsonl")); err == nil {
 		r.AuditLines = bytes.Count(b, []byte("\n"))
 	}
-	e.logf("webhook: %d notifications in %s (%.0f/s), p50 %.1fms p99 %.1fms, calls %d/%d expected, codes %v",
-		len(bodies), wall.Round(time.Millisecond), r.PerSecond, r.P50MS, r.P99MS, r.TotalCalls, r.ExpectedCalls, r.Codes)
+	e.logf("webhook (%s): %d notifications in %s (%.0f/s), p50 %.1fms p99 %.1fms, calls %d/%d expected, codes %v",
+		r.Store, len(bodies), wall.Round(time.Millisecond), r.PerSecond, r.P50MS, r.P99MS, r.TotalCalls, r.ExpectedCalls, r.Codes)
 	return r, nil
 }

@@ -19,6 +19,8 @@ const (
 	defaultMinAlerts         = 1
 	defaultCooldown          = 24 * time.Hour
 	defaultMaxDecisions      = 200
+	defaultEtcdPrefix        = "/veeam_failover_exporter/"
+	defaultEtcdLeaseTTL      = 15 * time.Second
 )
 
 // Default returns a configuration with every default applied and no targets
@@ -40,6 +42,10 @@ func Default() *Config {
 			},
 			ActionTimeout:               model.Duration(defaultActionTimeout),
 			MaxDecisionsPerNotification: defaultMaxDecisions,
+			Coordination: Coordination{Etcd: EtcdCoordination{
+				Prefix:   defaultEtcdPrefix,
+				LeaseTTL: model.Duration(defaultEtcdLeaseTTL),
+			}},
 		},
 	}
 }

@@ -78,6 +78,9 @@ func (p *parser) resolvePaths(cfg *Config) {
 	tr.StateFile = promconfig.JoinDir(p.dir, tr.StateFile)
 	tr.AuditLog = promconfig.JoinDir(p.dir, tr.AuditLog)
 	tr.KillSwitchFile = promconfig.JoinDir(p.dir, tr.KillSwitchFile)
+	etcd := &tr.Coordination.Etcd
+	etcd.PasswordFile = promconfig.JoinDir(p.dir, etcd.PasswordFile)
+	etcd.TLSConfig.SetDirectory(p.dir)
 }
 
 // readSecrets loads the *_file secrets into their Secret fields.
@@ -99,6 +102,11 @@ func (p *parser) readSecrets(cfg *Config) {
 	if f := cfg.Trigger.WebhookBearerTokenFile; f != "" {
 		if s, ok := p.readSecretFile("trigger.webhook_bearer_token_file", f); ok {
 			cfg.Trigger.WebhookBearerToken = promconfig.Secret(s)
+		}
+	}
+	if f := cfg.Trigger.Coordination.Etcd.PasswordFile; f != "" {
+		if s, ok := p.readSecretFile("trigger.coordination.etcd.password_file", f); ok {
+			cfg.Trigger.Coordination.Etcd.Password = promconfig.Secret(s)
 		}
 	}
 }

@@ -104,6 +104,32 @@ type TriggerConfig struct {
 	// before anything is decided.
 	MaxDecisionsPerNotification int    `yaml:"max_decisions_per_notification"`
 	Rules                       []Rule `yaml:"rules,omitempty"`
+	// Coordination keeps the decision-making memory in a shared store so
+	// that two or three replicas act exactly once; without it the local
+	// state_file is used (one replica).
+	Coordination Coordination `yaml:"coordination,omitempty"`
+}
+
+// Coordination is the trigger's shared store.
+type Coordination struct {
+	Etcd EtcdCoordination `yaml:"etcd,omitempty"`
+}
+
+// Enabled reports whether a shared store is configured.
+func (c *Coordination) Enabled() bool { return len(c.Etcd.Endpoints) > 0 }
+
+// EtcdCoordination says how to reach etcd and how long a replica's claims
+// outlive it.
+type EtcdCoordination struct {
+	Endpoints    []string             `yaml:"endpoints"`
+	Prefix       string               `yaml:"prefix,omitempty"` // default /veeam_failover_exporter/
+	TLSConfig    promconfig.TLSConfig `yaml:"tls_config,omitempty"`
+	Username     string               `yaml:"username,omitempty"`
+	PasswordFile string               `yaml:"password_file,omitempty"`
+	Password     promconfig.Secret    `yaml:"-"` // read from the file
+	// LeaseTTL is how long a replica's claims outlive it after a crash
+	// (whole seconds, default 15s): the hand-over delay.
+	LeaseTTL model.Duration `yaml:"lease_ttl,omitempty"`
 }
 
 // RateLimit is the global token bucket across all rules.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 )
@@ -196,10 +197,11 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 				"or basic_auth_users in --web.config.file, or, if the network alone protects /webhook, "+
 				"allow_unauthenticated_webhook: true")
 		}
-		if tr.StateFile == "" {
-			p.errorf("trigger.state_file", "missing: dry_run is false, and decisions must be recorded in a durable state file before any call is made")
+		if tr.StateFile == "" && !tr.Coordination.Enabled() {
+			p.errorf("trigger.state_file", "missing: dry_run is false, and decisions must be recorded in a durable state file (or, with several replicas, in trigger.coordination.etcd) before any call is made")
 		}
 	}
+	p.validateCoordination(&tr.Coordination)
 	names := map[string]string{}
 	for i := range tr.Rules {
 		r := &tr.Rules[i]
@@ -302,4 +304,44 @@ func writableDir(dir string) error {
 	name := f.Name()
 	_ = f.Close()
 	return os.Remove(name)
+}
+
+// validateCoordination checks trigger.coordination.etcd when it is written.
+func (p *parser) validateCoordination(c *Coordination) {
+	const key = "trigger.coordination.etcd"
+	_, written := p.lines[key]
+	if !written && !c.Enabled() {
+		return
+	}
+	e := &c.Etcd
+	if len(e.Endpoints) == 0 {
+		p.errorf(key+".endpoints", "missing: list the client URLs of the etcd members (http://host:2379 or https://host:2379)")
+	}
+	for i, ep := range e.Endpoints {
+		k := fmt.Sprintf("%s.endpoints[%d]", key, i)
+		u, err := url.Parse(ep)
+		switch {
+		case strings.TrimSpace(ep) == "":
+			p.errorf(k, "empty endpoint")
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			p.errorf(k, "want a client URL such as https://etcd-0:2379, got %q", ep)
+		case u.User != nil:
+			p.errorf(k, "must not carry credentials: use username and password_file")
+		case u.Scheme == "http" && (e.TLSConfig.CAFile != "" || e.TLSConfig.CertFile != "" || e.TLSConfig.CA != ""):
+			p.errorf(k, "is http:// but tls_config is set: use https://")
+		}
+	}
+	if e.Prefix == "" || !strings.HasPrefix(e.Prefix, "/") || strings.ContainsRune(e.Prefix, 0) {
+		p.errorf(key+".prefix", "must start with / (default %s), got %q", defaultEtcdPrefix, e.Prefix)
+	}
+	ttl := time.Duration(e.LeaseTTL)
+	if ttl < 2*time.Second || ttl%time.Second != 0 {
+		p.errorf(key+".lease_ttl", "must be whole seconds, at least 2s (default %s), got %s", defaultEtcdLeaseTTL, ttl)
+	}
+	if e.PasswordFile != "" && e.Username == "" {
+		p.errorf(key+".username", "missing: password_file is set")
+	}
+	if e.Username != "" && e.PasswordFile == "" {
+		p.errorf(key+".password_file", "missing: username %s needs a password", e.Username)
+	}
 }

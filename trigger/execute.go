@@ -78,10 +78,13 @@ func settleWindow(timeout time.Duration) time.Duration { return min(timeout/2, 3
 //     (tr.maybe) until evidenceWindow, else uncertain.
 func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 	kill, killReason := killSwitch(t.killSwitchPath())
+	fence := t.coordFence(rec) // coord.go: several replicas
 	t.mu.Lock()
 	why := killReason
 	if !kill {
-		if dry, dryWhy := t.dryRunLocked(); dry {
+		if fence != "" {
+			why = fence
+		} else if dry, dryWhy := t.dryRunLocked(); dry {
 			why = dryWhy
 		} else if t.closed {
 			why = "the exporter is shutting down"

@@ -268,6 +268,11 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 			return d, nil
 		}
 	}
+	if err := t.coordReady(); err != nil {
+		// Several replicas and no shared store: nobody acts (503).
+		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
+		return d, err
+	}
 
 	reserved := slices.Clone(e.keys)
 	for _, k := range e.cks {
@@ -341,6 +346,23 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	}
 	d.Outcome = verdictDecided
 	undo := t.store.commit(rec, e.keys, e.cks, now.Add(ttl), now)
+	// Several replicas: the claim in the shared store is the last word
+	// (coord.go). It is asked without the mutex; the local commit stops
+	// concurrent identical notifications meanwhile.
+	if t.coord != nil {
+		guard, reason, err := t.coordDecideUnlocked(ctx, rec, r, e.keys, e.cks, now.Add(ttl))
+		undo = func() { t.undoCoordLocked(rec) }
+		if err != nil || guard != "" {
+			undo()
+			if err != nil {
+				t.logger.Error("decision not recorded in the shared store; nothing is called", "rule", r.name, "object", g.object, "request_id", d.RequestID, "err", err)
+				d.Outcome, d.Reason = verdictNotRecorded, err.Error()
+				return d, err
+			}
+			d.Outcome = verdictBlocked
+			return blockLocked(guard, reason)
+		}
+	}
 	// The audit line (with what the decision adds to the memory, so a lost
 	// state file can be rebuilt from it) is on disk before the state, and
 	// both before the call.

@@ -56,7 +56,9 @@ func readAudit(path string, fn func(l *auditRecord)) error {
 // outcome. It reads the whole audit log once, at start-up.
 func (t *Trigger) reconcileAuditLocked() error {
 	path := t.cfg.AuditLog
-	if path == "" || t.disarmedLocked() != "" {
+	if path == "" || t.disarmedLocked() != "" || t.coord != nil {
+		// With a shared store its records, not this audit log, say what
+		// is unfinished; the replicas adopt it (coord.go).
 		return nil
 	}
 	var orphans []*actionRecord

@@ -12,6 +12,7 @@ import "time"
 // one more action_timeout: its task may still be running. Either way a
 // concurrency slot frees, so pending decisions are looked at again.
 func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
+	t.coordReleaseLocked(rec, outcome) // coord.go: the same in the shared store
 	now := t.now()
 	switch {
 	case rec.Status == statusDecided || rec.Unsent:

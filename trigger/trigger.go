@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"reflect"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type Options struct {
 	CheckTimeout time.Duration
 	// CallTimeout bounds one failover call; default 2m.
 	CallTimeout time.Duration
+	// ReplicaName names this replica in the shared store (coordination);
+	// default the host name.
+	ReplicaName string
 }
 
 const (
@@ -90,6 +94,9 @@ type Trigger struct {
 	auditErr string
 	// wake tells the pending loop to look at the pending decisions.
 	wake chan struct{}
+	// coord is the shared store of several replicas (coord.go); nil
+	// without trigger.coordination.
+	coord *coordinator
 }
 
 // New takes a loaded config (config.Load applied the defaults and checked
@@ -134,9 +141,20 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 		t.callTimeout = defaultCallTimeout
 	}
 	t.openAuditLocked(cfg.AuditLog)
+	if cfg.Coordination.Enabled() {
+		if t.coord, err = openCoordinator(cfg.Coordination.Etcd, o.ReplicaName, t.logger); err != nil {
+			_ = t.audit.close()
+			return nil, err
+		}
+	}
 	t.m = newMetrics(t)
-	if err := t.m.register(o.Registerer); err != nil {
+	err = t.m.register(o.Registerer)
+	if err == nil && t.coord != nil && o.Registerer != nil {
+		err = o.Registerer.Register(t.coord.upGauge)
+	}
+	if err != nil {
 		_ = t.audit.close()
+		_ = t.coordClose()
 		return nil, fmt.Errorf("registering trigger metrics: %w", err)
 	}
 	t.m.initRules(rules)
@@ -145,7 +163,10 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.store = newStore(nil)
-	if cfg.StateFile != "" {
+	switch {
+	case t.coord != nil:
+		t.store.backend = &coordBackend{t}
+	case cfg.StateFile != "":
 		t.store.backend = newFileBackend(cfg.StateFile)
 	}
 	t.loadStateLocked()
@@ -153,6 +174,10 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 		"armed", t.armedLocked(), "actions_in_flight", len(t.store.actions), "pending_decisions", len(t.store.pending))
 	t.wg.Add(1)
 	go t.pendingLoop()
+	if t.coord != nil {
+		t.wg.Add(1)
+		go t.coordLoop()
+	}
 	return t, nil
 }
 
@@ -211,8 +236,8 @@ func checkConfig(cfg *config.TriggerConfig, clients map[string]any, basicAuth bo
 		if cfg.WebhookBearerToken == "" && !basicAuth && !cfg.AllowUnauthenticatedWebhook {
 			return nil, errors.New("dry_run is false but the webhook has no authentication (webhook_bearer_token_file or basic_auth_users); set allow_unauthenticated_webhook: true to accept that")
 		}
-		if cfg.StateFile == "" {
-			return nil, errors.New("dry_run is false but no state_file is set: decisions could not survive a restart")
+		if cfg.StateFile == "" && !cfg.Coordination.Enabled() {
+			return nil, errors.New("dry_run is false but no state_file (nor coordination) is set: decisions could not survive a restart")
 		}
 	}
 	if cfg.MaxDecisionsPerNotification <= 0 {
@@ -269,6 +294,9 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 	if t.closed {
 		return errors.New("trigger is closed")
 	}
+	if !reflect.DeepEqual(cfg.Coordination, t.cfg.Coordination) {
+		return errors.New("trigger.coordination changed: restart the exporter to use the new shared store")
+	}
 	audit, err := openAudit(cfg.AuditLog)
 	auditErr := ""
 	if err != nil {
@@ -278,7 +306,7 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 		t.logger.Error("trigger DISARMED: the audit log cannot be opened", "audit_log", cfg.AuditLog, "err", err)
 	}
 	b := t.store.backend
-	if cfg.StateFile != t.cfg.StateFile {
+	if cfg.StateFile != t.cfg.StateFile && t.coord == nil {
 		b = nil
 		if cfg.StateFile != "" {
 			b = newFileBackend(cfg.StateFile)
@@ -342,9 +370,10 @@ func (t *Trigger) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for trigger actions: %w", ctx.Err())
 	}
+	cerr := t.coordClose()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.audit.close()
+	return errors.Join(t.audit.close(), cerr)
 }
 
 // Armed reports whether the trigger would make calls now: not dry-run, state
@@ -376,6 +405,8 @@ func (t *Trigger) disarmedLocked() string {
 		return t.store.disarmed
 	case t.auditErr != "":
 		return "audit log: " + t.auditErr
+	case t.coordDownLocked() != "":
+		return "coordination: " + t.coordDownLocked()
 	}
 	return ""
 }

@@ -95,7 +95,7 @@ func (t *Trigger) webhook(w http.ResponseWriter, r *http.Request) (int, webhookA
 	if errors.As(err, &bad) {
 		return http.StatusBadRequest, webhookAnswer{Error: err.Error()}
 	}
-	if errors.Is(err, errClosed) {
+	if errors.Is(err, errClosed) || errors.Is(err, errCoordination) {
 		return http.StatusServiceUnavailable, webhookAnswer{Error: err.Error(), Decisions: ds}
 	}
 	if err != nil {
@@ -160,6 +160,8 @@ type statusJSON struct {
 	Pending        []pendingJSON `json:"pending_decisions"`
 	Recent         []decision    `json:"recent_decisions"`
 	RecentOutcomes []outcomeLine `json:"recent_outcomes"`
+	// Coordination is the shared state of several replicas (coord.go).
+	Coordination *coordStatus `json:"coordination,omitempty"`
 }
 
 type killJSON struct {
@@ -229,6 +231,7 @@ func (t *Trigger) status() statusJSON {
 		Pending:        make([]pendingJSON, 0, len(t.store.pending)),
 		Recent:         make([]decision, 0, len(t.recent)),
 		RecentOutcomes: make([]outcomeLine, 0, len(t.recentOutcomes)),
+		Coordination:   t.coordStatusLocked(),
 	}
 	if cfg.WebhookBearerToken != "" {
 		s.WebhookAuth = append(s.WebhookAuth, "bearer_token")
