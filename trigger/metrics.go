@@ -22,6 +22,8 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
 	pending         *prometheus.GaugeVec
+	approvals       *prometheus.GaugeVec
+	heartbeat       prometheus.Collector
 	armed           prometheus.GaugeFunc
 	dryRun          prometheus.GaugeFunc
 	killSwitch      prometheus.GaugeFunc
@@ -73,6 +75,11 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_pending_decisions",
 			Help: "Decisions kept to be evaluated again by the trigger itself, by rule and the guard they wait on (for, target_state: target unreadable, rate_limit, concurrency).",
 		}, []string{"rule", "guard"}),
+		approvals: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veeam_trigger_approvals_pending",
+			Help: "Decisions waiting for a person's approval (rule key approval), by rule; see /trigger for their ids and deadlines.",
+		}, []string{"rule"}),
+		heartbeat: newHeartbeatCollector(t),
 		dryRun: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_dry_run",
 			Help: "1 when the configuration sets dry_run: true (decisions are shown, never called).",
@@ -107,7 +114,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
-		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.approvals, m.heartbeat, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
@@ -140,6 +147,7 @@ func (m *metrics) initRules(rules []*rule) {
 		for _, g := range pendingGuards {
 			m.pending.WithLabelValues(r.name, g)
 		}
+		m.approvals.WithLabelValues(r.name)
 	}
 	for _, s := range []string{statusFiring, statusResolved} {
 		m.alertsReceived.WithLabelValues(s)
@@ -160,6 +168,18 @@ func (m *metrics) setPendingLocked(rules []*rule, pending []*pendingDecision) {
 	}
 	for _, p := range pending {
 		m.pending.WithLabelValues(p.Rule, p.Guard).Inc()
+	}
+}
+
+// setApprovalsLocked sets veeam_trigger_approvals_pending: every rule's
+// series exists, at 0 when nothing waits.
+func (m *metrics) setApprovalsLocked(rules []*rule, approvals []*approvalRecord) {
+	m.approvals.Reset()
+	for _, r := range rules {
+		m.approvals.WithLabelValues(r.name).Set(0)
+	}
+	for _, a := range approvals {
+		m.approvals.WithLabelValues(a.Rule).Inc()
 	}
 }
 
