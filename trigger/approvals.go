@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Approvals (rule key approval: {within: 15m}): a decision that passed every
@@ -123,7 +125,6 @@ func (t *Trigger) awaitApprovalLocked(e *evaluation, d decision, why string) (de
 	t.recordLocked(d, true)
 	t.logger.Warn("failover action awaits a person's approval", "rule", ap.Rule, "object", ap.Object, "action", ap.Action,
 		"approval_id", ap.ID, "deadline", ap.Deadline, "request_id", ap.RequestID)
-	t.m.setApprovalsLocked(t.rules, t.store.approvals)
 	return d, nil
 }
 
@@ -181,7 +182,6 @@ func (t *Trigger) refuseApprovalLocked(ap *approvalRecord, state, by, reason str
 		Target: ap.Target, RequestID: ap.RequestID, Outcome: outcome, Message: msg})
 	t.logger.Warn("failover action not approved", "rule", ap.Rule, "object", ap.Object, "approval_id", ap.ID,
 		"outcome", outcome, "by", by, "reason", reason)
-	t.m.setApprovalsLocked(t.rules, t.store.approvals)
 	return nil
 }
 
@@ -253,7 +253,6 @@ func (t *Trigger) answerApproval(ctx context.Context, id string, ans approvalAns
 	}
 	t.logger.Warn("failover action approved; its live guards run again before the call", "rule", ap.Rule, "object", ap.Object,
 		"approval_id", ap.ID, "by", ans.By, "reason", ans.Reason)
-	t.m.setApprovalsLocked(t.rules, t.store.approvals)
 	r := t.ruleLocked(ap.Rule)
 	killPath := t.cfg.KillSwitchFile
 	t.mu.Unlock()
@@ -298,9 +297,6 @@ func byText(by string) string {
 // approvalLoop expires approvals whose deadline passed, until Close.
 func (t *Trigger) approvalLoop() {
 	defer t.wg.Done()
-	t.mu.Lock()
-	t.m.setApprovalsLocked(t.rules, t.store.approvals)
-	t.mu.Unlock()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -361,4 +357,36 @@ func (t *Trigger) approvalsJSONLocked(now time.Time) []approvalJSON {
 		out = append(out, j)
 	}
 	return out
+}
+
+// approvalsCollector exports veeam_trigger_approvals_pending{rule} from the
+// store at each scrape: every rule's series, at 0 when nothing waits.
+type approvalsCollector struct {
+	t    *Trigger
+	desc *prometheus.Desc
+}
+
+func newApprovalsCollector(t *Trigger) *approvalsCollector {
+	return &approvalsCollector{t: t, desc: prometheus.NewDesc("veeam_trigger_approvals_pending",
+		"Decisions waiting for a person's approval (rule key approval), by rule; /trigger lists their ids and deadlines.",
+		[]string{"rule"}, nil)}
+}
+
+func (c *approvalsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *approvalsCollector) Collect(ch chan<- prometheus.Metric) {
+	c.t.mu.Lock()
+	n := map[string]float64{}
+	for _, r := range c.t.rules {
+		n[r.name] = 0
+	}
+	if c.t.store != nil {
+		for _, a := range c.t.store.approvals {
+			n[a.Rule]++
+		}
+	}
+	c.t.mu.Unlock()
+	for rule, v := range n {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, rule)
+	}
 }

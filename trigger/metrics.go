@@ -22,7 +22,7 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
 	pending         *prometheus.GaugeVec
-	approvals       *prometheus.GaugeVec
+	approvals       prometheus.Collector
 	heartbeat       prometheus.Collector
 	armed           prometheus.GaugeFunc
 	dryRun          prometheus.GaugeFunc
@@ -75,10 +75,7 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_pending_decisions",
 			Help: "Decisions kept to be evaluated again by the trigger itself, by rule and the guard they wait on (for, target_state: target unreadable, rate_limit, concurrency).",
 		}, []string{"rule", "guard"}),
-		approvals: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "veeam_trigger_approvals_pending",
-			Help: "Decisions waiting for a person's approval (rule key approval), by rule; see /trigger for their ids and deadlines.",
-		}, []string{"rule"}),
+		approvals: newApprovalsCollector(t),
 		heartbeat: newHeartbeatCollector(t),
 		dryRun: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_dry_run",
@@ -147,7 +144,6 @@ func (m *metrics) initRules(rules []*rule) {
 		for _, g := range pendingGuards {
 			m.pending.WithLabelValues(r.name, g)
 		}
-		m.approvals.WithLabelValues(r.name)
 	}
 	for _, s := range []string{statusFiring, statusResolved} {
 		m.alertsReceived.WithLabelValues(s)
@@ -168,18 +164,6 @@ func (m *metrics) setPendingLocked(rules []*rule, pending []*pendingDecision) {
 	}
 	for _, p := range pending {
 		m.pending.WithLabelValues(p.Rule, p.Guard).Inc()
-	}
-}
-
-// setApprovalsLocked sets veeam_trigger_approvals_pending: every rule's
-// series exists, at 0 when nothing waits.
-func (m *metrics) setApprovalsLocked(rules []*rule, approvals []*approvalRecord) {
-	m.approvals.Reset()
-	for _, r := range rules {
-		m.approvals.WithLabelValues(r.name).Set(0)
-	}
-	for _, a := range approvals {
-		m.approvals.WithLabelValues(a.Rule).Inc()
 	}
 }
 
