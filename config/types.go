@@ -124,16 +124,19 @@ type Rule struct {
 	QuorumBy []string       `yaml:"quorum_by,omitempty"`
 	Cooldown model.Duration `yaml:"cooldown"` // default 24h
 	Action   Action         `yaml:"action"`
-	// Approval, when set, makes a decision wait for a person's approval.
-	Approval *Approval `yaml:"approval,omitempty"`
+	// Approval, with a within, makes a decision wait for a person.
+	Approval Approval `yaml:"approval,omitempty"`
 }
 
 // Approval asks a person before the call: a decision that passed every
 // guard up to target_state waits until approved, rejected or Within passes
 // (outcome expired).
 type Approval struct {
-	Within model.Duration `yaml:"within"`
+	Within model.Duration `yaml:"within"` // 0: no approval asked
 }
+
+// Asks reports whether the rule asks a person first.
+func (a Approval) Asks() bool { return a.Within > 0 }
 
 // Action is what a rule does once every guard agrees.
 type Action struct {

@@ -237,13 +237,11 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 				p.errorf(fmt.Sprintf("%s.quorum_by[%d]", key, j), "%q is not a label name, or is listed twice", l)
 			}
 		}
-		if r.Approval != nil {
-			switch {
-			case r.Approval.Within <= 0:
-				p.errorf(key+".approval.within", "must be more than 0s: how long a person has to approve")
-			case tr.ApproverTokenFile == "":
-				p.errorf(key+".approval", "needs trigger.approver_token_file: nobody could approve without it")
-			}
+		switch {
+		case r.Approval.Within < 0:
+			p.errorf(key+".approval.within", "must be more than 0s: how long a person has to approve")
+		case r.Approval.Asks() && tr.ApproverTokenFile == "":
+			p.errorf(key+".approval", "needs trigger.approver_token_file: nobody could approve without it")
 		}
 		p.validateAction(cfg, &r.Action, key+".action")
 	}

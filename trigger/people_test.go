@@ -21,7 +21,7 @@ import (
 const testApproverToken = "test-approver-token"
 
 func withApproval(within time.Duration) func(*config.Rule) {
-	return func(r *config.Rule) { r.Approval = &config.Approval{Within: modelDuration(within)} }
+	return func(r *config.Rule) { r.Approval = config.Approval{Within: modelDuration(within)} }
 }
 
 // peopleConfig is baseConfig with the approver's token.

@@ -86,10 +86,8 @@ func compileRule(c *config.Rule, clients map[string]any) (*rule, error) {
 		kind:      kinds[c.Action.Type],
 		quorumBy:  slices.Clone(c.QuorumBy),
 	}
-	if c.Approval != nil {
-		if r.approval = time.Duration(c.Approval.Within); r.approval <= 0 {
-			return nil, errors.New("approval.within must be more than 0s")
-		}
+	if r.approval = time.Duration(c.Approval.Within); r.approval < 0 {
+		return nil, errors.New("approval.within must not be negative")
 	}
 	if r.forDur < 0 || r.cooldown < 0 {
 		return nil, errors.New("for and cooldown must not be negative")

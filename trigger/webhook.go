@@ -391,7 +391,7 @@ func (t *Trigger) approverEndpoint(serve func(r *http.Request, body []byte) (int
 			if token == "" {
 				return http.StatusForbidden, answerResult{Error: "approvals and manual actions are disabled: set trigger.approver_token_file"}
 			}
-			if !bearerOK(r.Header.Get("Authorization"), token) {
+			if !approverOK(r, token) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="approver"`)
 				return http.StatusUnauthorized, answerResult{Error: "missing or wrong approver token"}
 			}
@@ -414,6 +414,20 @@ func (t *Trigger) approverEndpoint(serve func(r *http.Request, body []byte) (int
 		writeJSON(w, code, res)
 	})
 }
+
+// approverOK checks the approver's token: Authorization: Bearer, or, when
+// basic auth in --web.config.file takes the Authorization header, the
+// X-Approver-Token header. Both compared in constant time.
+func approverOK(r *http.Request, token string) bool {
+	if h := r.Header.Get(ApproverTokenHeader); h != "" {
+		return bearerOK("Bearer "+h, token)
+	}
+	return bearerOK(r.Header.Get("Authorization"), token)
+}
+
+// ApproverTokenHeader carries the approver's token when the Authorization
+// header holds basic auth credentials for --web.config.file.
+const ApproverTokenHeader = "X-Approver-Token"
 
 // decodeStrict reads one JSON object into v: unknown keys, a key twice and
 // trailing data are errors (a person's typo must not approve).
