@@ -110,9 +110,9 @@ func (e *Env) readyPlan(n int) simulator.VSPCPlan {
 
 func (e *Env) writeFiles(so simulator.Options) error {
 	files := map[string]string{
-		"ca.pem":        string(e.Sim.CACertPEM()),
-		"password":      so.Password + "\n",
-		"webhook.token": WebhookToken + "\n",
+		"ca.pem":         string(e.Sim.CACertPEM()),
+		"password":       so.Password + "\n",
+		"webhook.token":  WebhookToken + "\n",
 		"approver.token": ApproverToken + "\n",
 	}
 	for name, content := range files {
