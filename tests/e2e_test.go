@@ -47,7 +47,7 @@ func TestEndToEnd(t *testing.T) {
 	e := startExporter(t, proctest.BuildExporter(t))
 	sim := e.env.Sim
 	estate := sim.Estate()
-	demoPlan := e.env.DemoPlan() // the plan the demo rule site-a-down starts
+	demoPlan := e.env.DemoPlan()         // the plan the demo rule site-a-down starts
 	approvalPlan := e.env.ApprovalPlan() // the plan the demo rule site-b-down-approval starts once approved
 	sentinel, ok := pickSentinelPlan(estate.VSPC.Plans, demoPlan.InstanceUID, approvalPlan.InstanceUID)
 	if !ok {
