@@ -231,6 +231,13 @@ func (a *app) routes() http.Handler {
 	mux.Handle("/trigger", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.currentTrigger().StatusHandler().ServeHTTP(w, r)
 	}))
+	// Approvals and manual actions: the approver's token (trigger.approver_token_file).
+	mux.Handle("/trigger/approvals/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.currentTrigger().ApprovalsHandler().ServeHTTP(w, r)
+	}))
+	mux.Handle("/trigger/actions", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.currentTrigger().ActionsHandler().ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy.")
 	})
@@ -251,7 +258,7 @@ func (a *app) routes() http.Handler {
 	})
 	links := []web.LandingLinks{
 		{Address: a.web.telemetryPath, Text: "Metrics"},
-		{Address: "/trigger", Text: "Trigger state"},
+		{Address: "/trigger", Text: "Trigger state (rules, approvals waiting, recent decisions)"},
 		{Address: "/-/healthy", Text: "Health"},
 		{Address: "/-/ready", Text: "Readiness"},
 	}

@@ -75,6 +75,7 @@ func (p *parser) resolvePaths(cfg *Config) {
 	}
 	tr := &cfg.Trigger
 	tr.WebhookBearerTokenFile = promconfig.JoinDir(p.dir, tr.WebhookBearerTokenFile)
+	tr.ApproverTokenFile = promconfig.JoinDir(p.dir, tr.ApproverTokenFile)
 	tr.StateFile = promconfig.JoinDir(p.dir, tr.StateFile)
 	tr.AuditLog = promconfig.JoinDir(p.dir, tr.AuditLog)
 	tr.KillSwitchFile = promconfig.JoinDir(p.dir, tr.KillSwitchFile)
@@ -108,6 +109,15 @@ func (p *parser) readSecrets(cfg *Config) {
 		if s, ok := p.readSecretFile("trigger.coordination.etcd.password_file", f); ok {
 			cfg.Trigger.Coordination.Etcd.Password = promconfig.Secret(s)
 		}
+	}
+	if f := cfg.Trigger.ApproverTokenFile; f != "" {
+		if s, ok := p.readSecretFile("trigger.approver_token_file", f); ok {
+			cfg.Trigger.ApproverToken = promconfig.Secret(s)
+		}
+	}
+	if tr := &cfg.Trigger; tr.ApproverToken != "" && tr.ApproverToken == tr.WebhookBearerToken {
+		p.errorf("trigger.approver_token_file", "holds the same token as webhook_bearer_token_file: "+
+			"whoever can send alerts could then approve failovers; use a different token")
 	}
 }
 

@@ -91,11 +91,20 @@ type TriggerConfig struct {
 	AllowUnauthenticatedWebhook bool              `yaml:"allow_unauthenticated_webhook,omitempty"`
 	WebhookBearerTokenFile      string            `yaml:"webhook_bearer_token_file,omitempty"`
 	WebhookBearerToken          promconfig.Secret `yaml:"-"` // read from the file
-	StateFile                   string            `yaml:"state_file,omitempty"`
-	AuditLog                    string            `yaml:"audit_log,omitempty"`
-	KillSwitchFile              string            `yaml:"kill_switch_file,omitempty"`
-	MaxConcurrent               int               `yaml:"max_concurrent"` // default 1
-	RateLimit                   RateLimit         `yaml:"rate_limit"`
+	// ApproverTokenFile holds the bearer token that answers approvals
+	// (POST /trigger/approvals/{id}) and runs manual actions (POST
+	// /trigger/actions). It must differ from the webhook's token: whoever can
+	// send alerts must not also be able to approve them.
+	ApproverTokenFile string            `yaml:"approver_token_file,omitempty"`
+	ApproverToken     promconfig.Secret `yaml:"-"` // read from the file
+	// HeartbeatMatchers recognise a Watchdog-style alert that proves the
+	// Alertmanager -> webhook path works; it is recorded, never acted on.
+	HeartbeatMatchers []string  `yaml:"heartbeat_matchers,omitempty"`
+	StateFile         string    `yaml:"state_file,omitempty"`
+	AuditLog          string    `yaml:"audit_log,omitempty"`
+	KillSwitchFile    string    `yaml:"kill_switch_file,omitempty"`
+	MaxConcurrent     int       `yaml:"max_concurrent"` // default 1
+	RateLimit         RateLimit `yaml:"rate_limit"`
 	// ActionTimeout bounds how long an action is tracked before it ends as
 	// `timeout` (default 30m).
 	ActionTimeout model.Duration `yaml:"action_timeout"`
@@ -146,9 +155,24 @@ type Rule struct {
 	ParsedMatchers labels.Matchers `yaml:"-"`
 	For            model.Duration  `yaml:"for,omitempty"`
 	MinAlerts      int             `yaml:"min_alerts"` // default 1
-	Cooldown       model.Duration  `yaml:"cooldown"`   // default 24h
-	Action         Action          `yaml:"action"`
+	// QuorumBy makes the quorum count distinct values of these labels among
+	// the matching firing alerts (e.g. the prober), not distinct label sets.
+	QuorumBy []string       `yaml:"quorum_by,omitempty"`
+	Cooldown model.Duration `yaml:"cooldown"` // default 24h
+	Action   Action         `yaml:"action"`
+	// Approval, with a within, makes a decision wait for a person.
+	Approval Approval `yaml:"approval,omitempty"`
 }
+
+// Approval asks a person before the call: a decision that passed every
+// guard up to target_state waits until approved, rejected or Within passes
+// (outcome expired).
+type Approval struct {
+	Within model.Duration `yaml:"within"` // 0: no approval asked
+}
+
+// Asks reports whether the rule asks a person first.
+func (a Approval) Asks() bool { return a.Within > 0 }
 
 // Action is what a rule does once every guard agrees.
 type Action struct {

@@ -5,12 +5,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
 )
+
+// labelNameRE is Prometheus' label name syntax.
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // validate checks the decoded config and records every problem; it goes on
 // after each one so that a single --config.check run shows them all.
@@ -202,6 +206,11 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 		}
 	}
 	p.validateCoordination(&tr.Coordination)
+	for j, m := range tr.HeartbeatMatchers {
+		if _, err := labels.ParseMatcher(m); err != nil {
+			p.errorf(fmt.Sprintf("trigger.heartbeat_matchers[%d]", j), "invalid matcher: %v", err)
+		}
+	}
 	names := map[string]string{}
 	for i := range tr.Rules {
 		r := &tr.Rules[i]
@@ -227,6 +236,17 @@ func (p *parser) validateTrigger(cfg *Config, opts LoadOptions) {
 		}
 		if r.MinAlerts < 1 {
 			p.errorf(key+".min_alerts", "must be at least 1, got %d", r.MinAlerts)
+		}
+		for j, l := range r.QuorumBy {
+			if !labelNameRE.MatchString(l) || slices.Contains(r.QuorumBy[:j], l) {
+				p.errorf(fmt.Sprintf("%s.quorum_by[%d]", key, j), "%q is not a label name, or is listed twice", l)
+			}
+		}
+		switch {
+		case r.Approval.Within < 0:
+			p.errorf(key+".approval.within", "must be more than 0s: how long a person has to approve")
+		case r.Approval.Asks() && tr.ApproverTokenFile == "":
+			p.errorf(key+".approval", "needs trigger.approver_token_file: nobody could approve without it")
 		}
 		p.validateAction(cfg, &r.Action, key+".action")
 	}

@@ -18,6 +18,14 @@ import (
 // curl example sends it.
 const WebhookToken = "demo-webhook-token"
 
+// ApproverToken answers the demo's approvals and runs its manual actions
+// (trigger.approver_token_file); veeam_failover_tool sends it.
+const ApproverToken = "demo-approver-token"
+
+// ApprovalRule is the demo rule that asks a person before it starts
+// ApprovalPlan (alerts SiteDown with site="b").
+const ApprovalRule = "site-b-down-approval"
+
 // Env is a running demo: the simulator and the files that describe it.
 type Env struct {
 	Sim        *simulator.Simulator
@@ -80,11 +88,21 @@ func Start(o Options) (*Env, error) {
 func (e *Env) Close() error { return e.Sim.Close() }
 
 // DemoPlan is the VSPC plan the demo's example rules act on: the first Ready plan.
-func (e *Env) DemoPlan() simulator.VSPCPlan {
+func (e *Env) DemoPlan() simulator.VSPCPlan { return e.readyPlan(0) }
+
+// ApprovalPlan is the VSPC plan of ApprovalRule: the second Ready plan.
+func (e *Env) ApprovalPlan() simulator.VSPCPlan { return e.readyPlan(1) }
+
+// readyPlan is the n-th Ready VSPC plan of the estate (the first plan when
+// there are fewer).
+func (e *Env) readyPlan(n int) simulator.VSPCPlan {
 	plans := e.Sim.Estate().VSPC.Plans
 	for _, p := range plans {
 		if p.Status == "Ready" {
-			return p
+			if n == 0 {
+				return p
+			}
+			n--
 		}
 	}
 	return plans[0]
@@ -92,9 +110,10 @@ func (e *Env) DemoPlan() simulator.VSPCPlan {
 
 func (e *Env) writeFiles(so simulator.Options) error {
 	files := map[string]string{
-		"ca.pem":        string(e.Sim.CACertPEM()),
-		"password":      so.Password + "\n",
-		"webhook.token": WebhookToken + "\n",
+		"ca.pem":         string(e.Sim.CACertPEM()),
+		"password":       so.Password + "\n",
+		"webhook.token":  WebhookToken + "\n",
+		"approver.token": ApproverToken + "\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(e.Dir, name), []byte(content), 0o600); err != nil {
@@ -137,6 +156,11 @@ trigger:
   # Armed: the demo acts on the simulator, never on a real server.
   dry_run: false
   webhook_bearer_token_file: webhook.token
+  # Approvals and manual actions (POST /trigger/approvals/{id}, /trigger/actions,
+  # veeam_failover_tool): a token of their own.
+  approver_token_file: approver.token
+  # The always-firing VeeamTriggerWatchdog proves the Alertmanager -> webhook path.
+  heartbeat_matchers: ['alertname="VeeamTriggerWatchdog"']
   state_file: trigger-state.json
   audit_log: audit.jsonl
   kill_switch_file: disarm
@@ -152,6 +176,15 @@ trigger:
         type: vspc_plan_start
         target: vspc-demo
         plan: %[5]q
+    # Site B fails over only when a person approves (veeam_failover_tool approve ID).
+    - name: %[7]s
+      matchers: ['alertname="SiteDown"', 'site="b"']
+      cooldown: 1h
+      approval: {within: 15m}
+      action:
+        type: vspc_plan_start
+        target: vspc-demo
+        plan: %[8]q
     - name: replica-vm-down
       matchers: ['alertname="VMDown"']
       cooldown: 1h
@@ -161,7 +194,7 @@ trigger:
         replica_label: replica
         allow: [%[6]s]
         reason: "demo: VM down"
-`, e.Sim.VSPCURL(), e.Sim.EMURL(), e.Sim.VBRURL(), so.Username, plan.Name, e.allowedReplicas())
+`, e.Sim.VSPCURL(), e.Sim.EMURL(), e.Sim.VBRURL(), so.Username, plan.Name, e.allowedReplicas(), ApprovalRule, e.ApprovalPlan().Name)
 	if err := os.WriteFile(e.ConfigFile, []byte(cfg), 0o600); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -380,3 +381,35 @@ func markdownCode(md string) string {
 }
 
 var inlineCodeRE = regexp.MustCompile("`([^`]+)`")
+
+// buildTool builds cmd/veeam_failover_tool into a temporary directory.
+func buildTool(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "veeam_failover_tool")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/veeam_failover_tool")
+	cmd.Dir = repoRoot
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/veeam_failover_tool: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runTool runs veeam_failover_tool; with v non-nil its output is JSON
+// decoded into v. A failing command fails the test with its output.
+func runTool(t *testing.T, bin string, v any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("veeam_failover_tool %v: %v\n%s%s", args, err, stdout.String(), stderr.String())
+	}
+	if v != nil {
+		if err := json.Unmarshal(stdout.Bytes(), v); err != nil {
+			t.Fatalf("veeam_failover_tool %v: output is not JSON: %v\n%s", args, err, stdout.String())
+		}
+	}
+	t.Logf("veeam_failover_tool %v:\n%s", args, stdout.String())
+}

@@ -24,6 +24,7 @@
 // allowedOperations permit the operation; and the object lock: no action
 // of any rule in flight on the same object, plan, CDP VM or restore point,
 // and no hold left by an action that ended timeout or uncertain),
+// approval (a rule with approval.within waits for a person: approvals.go),
 // rate_limit (a global token bucket whose use survives restarts),
 // concurrency (max_concurrent actions in flight) and dry_run. The first
 // guard that says no ends the group's decision; it is counted in
@@ -32,6 +33,17 @@
 // notification, however many alerts it holds; a notification that would
 // make more than max_decisions_per_notification decisions is refused (400)
 // before any.
+//
+// # People in the loop
+//
+// A person answers an approval (POST /trigger/approvals/{id}) or asks for a
+// manual action (POST /trigger/actions) with the approver's token, never
+// the webhook's. Both reuse decide with only their guards (alertGroup.only):
+// an approved decision meets kill_switch, target_state, rate_limit,
+// concurrency and dry_run again; a manual one kill_switch, allow, cooldown,
+// target_state, rate_limit, concurrency and dry_run. A heartbeat alert
+// (heartbeat_matchers) is taken out of a notification before any rule
+// matches and only recorded (heartbeat.go).
 //
 // # The object is the key
 //

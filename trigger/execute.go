@@ -390,6 +390,18 @@ func (t *Trigger) finish(rec *actionRecord, outcome, msg string) {
 	t.finishLocked(rec, outcome, msg, true)
 }
 
+// noteOutcomeLocked writes an outcome's audit line (on disk) and keeps it
+// among the recent outcomes.
+func (t *Trigger) noteOutcomeLocked(line outcomeLine) {
+	if err := t.audit.write(line, true); err != nil {
+		t.logger.Error("audit log not written", "err", err)
+	}
+	t.recentOutcomes = append(t.recentOutcomes, line)
+	if len(t.recentOutcomes) > recentMax {
+		t.recentOutcomes = slices.Delete(t.recentOutcomes, 0, len(t.recentOutcomes)-recentMax)
+	}
+}
+
 // finishLocked records an action's outcome: metrics, audit line (on disk),
 // recent outcomes, log, and removal from the state file.
 //
@@ -416,13 +428,7 @@ func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool
 		Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
 		RequestID: rec.RequestID, Outcome: outcome, Message: msg, Handle: rec.handle(), DurationSeconds: dur,
 	}
-	if err := t.audit.write(line, true); err != nil {
-		t.logger.Error("audit log not written", "err", err)
-	}
-	t.recentOutcomes = append(t.recentOutcomes, line)
-	if len(t.recentOutcomes) > recentMax {
-		t.recentOutcomes = slices.Delete(t.recentOutcomes, 0, len(t.recentOutcomes)-recentMax)
-	}
+	t.noteOutcomeLocked(line)
 	attrs := []any{"rule", rec.Rule, "object", rec.Object, "action", rec.Action, "target", rec.Target,
 		"request_id", rec.RequestID, "outcome", outcome, "message", msg}
 	switch outcome {

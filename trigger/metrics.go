@@ -22,6 +22,8 @@ type metrics struct {
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
 	pending         *prometheus.GaugeVec
+	approvals       prometheus.Collector
+	heartbeat       prometheus.Collector
 	armed           prometheus.GaugeFunc
 	dryRun          prometheus.GaugeFunc
 	killSwitch      prometheus.GaugeFunc
@@ -73,6 +75,8 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_pending_decisions",
 			Help: "Decisions kept to be evaluated again by the trigger itself, by rule and the guard they wait on (for, target_state: target unreadable, rate_limit, concurrency).",
 		}, []string{"rule", "guard"}),
+		approvals: newApprovalsCollector(t),
+		heartbeat: newHeartbeatCollector(t),
 		dryRun: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "veeam_trigger_dry_run",
 			Help: "1 when the configuration sets dry_run: true (decisions are shown, never called).",
@@ -107,7 +111,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
-		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.approvals, m.heartbeat, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

@@ -68,6 +68,9 @@ type alertGroup struct {
 	stops []*stop
 	// acting are the alerts that passed those guards.
 	acting []*alert
+	// only, when set, are the group stages that apply (runs): a manual
+	// action or an approved decision meets only these.
+	only []string
 }
 
 func (g *alertGroup) stopAt(guard, reason string, a *alert) {
@@ -138,13 +141,17 @@ func classify(p *payload, rules []*rule, now time.Time, kill bool, killReason st
 	return out
 }
 
-// quorum reports whether enough distinct alerts (by labels) act.
+// quorum reports whether enough distinct alerts (by labels, or by the
+// rule's quorum_by labels) act.
 func (g *alertGroup) quorum() (bool, string) {
 	seen := map[string]bool{}
 	for _, a := range g.acting {
-		seen[a.id()] = true
+		seen[g.rule.quorumKey(a)] = true
 	}
 	if len(seen) < g.rule.minAlerts {
+		if len(g.rule.quorumBy) > 0 {
+			return false, fmt.Sprintf("%d distinct values of %v among the firing alerts, min_alerts is %d", len(seen), g.rule.quorumBy, g.rule.minAlerts)
+		}
 		return false, fmt.Sprintf("%d distinct firing alerts, min_alerts is %d", len(seen), g.rule.minAlerts)
 	}
 	return true, ""
@@ -261,7 +268,7 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 		t.recordLocked(d, true)
 		return d, nil
 	}
-	for _, s := range groupStages(func(s *stage) bool { return s.pure != nil }) {
+	for _, s := range groupStages(func(s *stage) bool { return s.pure != nil && g.runs(s) }) {
 		if reason := s.pure(e); reason != "" {
 			d.Guard, d.Reason = s.name, reason
 			t.record(d)
@@ -292,7 +299,7 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 
 	var liveStop *stage
 	var liveReason string
-	for _, s := range groupStages(func(s *stage) bool { return s.live != nil }) {
+	for _, s := range groupStages(func(s *stage) bool { return s.live != nil && g.runs(s) }) {
 		cctx, cancel := context.WithTimeout(ctx, t.checkTimeout)
 		liveReason = s.live(cctx, t, e)
 		cancel()
@@ -321,6 +328,9 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	}
 	ttl := max(r.cooldown, minDedupTTL)
 	if s, reason := t.firstStateStop(e, groupStages(func(*stage) bool { return true })); s != nil {
+		if s.name == guardApproval {
+			return t.awaitApprovalLocked(e, d, reason) // approvals.go
+		}
 		if !s.dryRun {
 			return blockLocked(s.name, reason)
 		}
@@ -409,6 +419,8 @@ func (t *Trigger) recordLocked(d decision, audit bool) {
 	switch d.Outcome {
 	case verdictBlocked:
 		t.m.blocked.WithLabelValues(d.Rule, d.Guard).Inc()
+	case verdictAwaiting:
+		t.m.blocked.WithLabelValues(d.Rule, guardApproval).Inc()
 	case verdictDryRun:
 		t.m.blocked.WithLabelValues(d.Rule, guardDryRun).Inc()
 		t.m.dryRunActions.WithLabelValues(d.Rule, d.Action).Inc()

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
@@ -25,6 +27,11 @@ type rule struct {
 	label string
 	// fixedObject is the object when label is "".
 	fixedObject string
+	// quorumBy: the quorum counts distinct values of these labels (nil:
+	// distinct label sets).
+	quorumBy []string
+	// approval is how long a person has to approve a decision; 0: none asked.
+	approval time.Duration
 }
 
 // compileRules compiles the rules of a loaded config. With clients non-nil
@@ -39,12 +46,22 @@ func compileRules(cfg *config.TriggerConfig, clients map[string]any) ([]*rule, e
 			errs = append(errs, fmt.Errorf("rule %d (%q): %w", i, cfg.Rules[i].Name, err))
 			continue
 		}
+		if r.approval > 0 && cfg.ApproverToken == "" {
+			errs = append(errs, fmt.Errorf("rule %d (%q): approval needs approver_token_file: nobody could approve", i, r.name))
+			continue
+		}
 		if seen[r.name] {
 			errs = append(errs, fmt.Errorf("rule %d: duplicate name %q", i, r.name))
 			continue
 		}
 		seen[r.name] = true
 		rules = append(rules, r)
+	}
+	if _, err := parseMatchers(cfg.HeartbeatMatchers); err != nil {
+		errs = append(errs, fmt.Errorf("heartbeat_matchers: %w", err))
+	}
+	if cfg.ApproverToken != "" && cfg.ApproverToken == cfg.WebhookBearerToken {
+		errs = append(errs, errors.New("approver_token_file holds the webhook's token: whoever can send alerts could approve failovers"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -67,6 +84,10 @@ func compileRule(c *config.Rule, clients map[string]any) (*rule, error) {
 		cooldown:  time.Duration(c.Cooldown),
 		action:    c.Action,
 		kind:      kinds[c.Action.Type],
+		quorumBy:  slices.Clone(c.QuorumBy),
+	}
+	if r.approval = time.Duration(c.Approval.Within); r.approval < 0 {
+		return nil, errors.New("approval.within must not be negative")
 	}
 	if r.forDur < 0 || r.cooldown < 0 {
 		return nil, errors.New("for and cooldown must not be negative")
@@ -110,6 +131,20 @@ func (r *rule) matches(a *alert) bool {
 	return r.matchers.Matches(a.labelSet())
 }
 
+// quorumKey is what the quorum counts an alert as: its label set, or with
+// quorum_by the values of those labels, so that two probes from one vantage
+// point (differing in another label) count once.
+func (r *rule) quorumKey(a *alert) string {
+	if len(r.quorumBy) == 0 {
+		return a.id()
+	}
+	parts := make([]string, len(r.quorumBy))
+	for i, l := range r.quorumBy {
+		parts[i] = l + "=" + strconv.Quote(a.Labels[l])
+	}
+	return strings.Join(parts, ",")
+}
+
 // object is what the rule acts on for this alert: the plan, the replica(s)
 // or the CDP VM, as written in the rule or in the alert's label. Cooldowns,
 // dedup and request ids are keyed by it.
@@ -143,6 +178,8 @@ type ruleInfo struct {
 	Matchers  []string   `json:"matchers"`
 	For       string     `json:"for"`
 	MinAlerts int        `json:"min_alerts"`
+	QuorumBy  []string   `json:"quorum_by,omitempty"`
+	Approval  string     `json:"approval_within,omitempty"`
 	Cooldown  string     `json:"cooldown"`
 	Action    actionInfo `json:"action"`
 }
@@ -173,6 +210,8 @@ func (r *rule) info() ruleInfo {
 		Matchers:  ms,
 		For:       r.forDur.String(),
 		MinAlerts: r.minAlerts,
+		QuorumBy:  r.quorumBy,
+		Approval:  durationOrEmpty(r.approval),
 		Cooldown:  r.cooldown.String(),
 		Action: actionInfo{
 			Type: a.Type, Target: a.Target, Object: r.fixedObject,
@@ -181,4 +220,11 @@ func (r *rule) info() ruleInfo {
 			CdpReplica: a.CdpReplica, VM: a.VM,
 		},
 	}
+}
+
+func durationOrEmpty(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
 }

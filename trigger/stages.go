@@ -45,6 +45,7 @@ const (
 	guardDedup       = "dedup"
 	guardCooldown    = "cooldown"
 	guardTargetState = "target_state"
+	guardApproval    = "approval"
 	guardRateLimit   = "rate_limit"
 	guardConcurrency = "concurrency"
 	guardDryRun      = "dry_run"
@@ -96,6 +97,14 @@ var pipeline = []stage{
 		return t.checkTarget(ctx, e)
 	}, state: func(t *Trigger, e *evaluation) string {
 		return t.conflictLocked(e)
+	}},
+	// approval: a rule with approval.within waits here for a person
+	// (approvals.go); the decision becomes awaiting_approval.
+	{name: guardApproval, state: func(t *Trigger, e *evaluation) string {
+		if e.g.rule.approval <= 0 {
+			return ""
+		}
+		return fmt.Sprintf("a person must approve this action within %s", e.g.rule.approval)
 	}},
 	{name: guardRateLimit, state: func(t *Trigger, e *evaluation) string {
 		if tokens := t.store.limiter.TokensAt(e.now); tokens < 1 {
@@ -241,7 +250,7 @@ func onlineStages() []string {
 // firstStateStop runs the state stages of stages in order, under t.mu.
 func (t *Trigger) firstStateStop(e *evaluation, stages []*stage) (*stage, string) {
 	for _, s := range stages {
-		if s.state == nil {
+		if s.state == nil || !e.g.runs(s) {
 			continue
 		}
 		if reason := s.state(t, e); reason != "" {
@@ -249,6 +258,13 @@ func (t *Trigger) firstStateStop(e *evaluation, stages []*stage) (*stage, string
 		}
 	}
 	return nil, ""
+}
+
+// runs reports whether a group stage applies to the group: every stage for
+// alerts from Alertmanager; only its own guards for a manual action or a
+// decision a person approved (manual.go, approvals.go).
+func (g *alertGroup) runs(s *stage) bool {
+	return g.only == nil || slices.Contains(g.only, s.name)
 }
 
 // beforeLive are the group stages up to the first one with a live part.

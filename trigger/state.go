@@ -166,6 +166,12 @@ type state struct {
 	actions    []*actionRecord      // decided, sending or sent; oldest first
 	holds      map[string]objectHold
 	pending    []*pendingDecision // decisions to evaluate again
+	// approvals wait for a person (approvals.go); answered remembers the
+	// ids already used, so that an answer is never replayed.
+	approvals []*approvalRecord
+	answered  map[string]answeredApproval
+	// lastHeartbeat is when the heartbeat alert last arrived.
+	lastHeartbeat time.Time
 }
 
 func newState() *state {
@@ -174,6 +180,7 @@ func newState() *state {
 		cooldowns:  map[cooldownKey]time.Time{},
 		lastAction: map[string]time.Time{},
 		holds:      map[string]objectHold{},
+		answered:   map[string]answeredApproval{},
 	}
 }
 
@@ -221,6 +228,9 @@ type stateFile struct {
 	Actions       []*actionRecord      `json:"actions"`
 	Holds         []objectHold         `json:"holds,omitempty"`
 	Pending       []*pendingDecision   `json:"pending,omitempty"`
+	Approvals     []*approvalRecord    `json:"approvals,omitempty"`
+	Answered      []answeredApproval   `json:"answered_approvals,omitempty"`
+	LastHeartbeat time.Time            `json:"last_heartbeat,omitzero"`
 }
 
 // cooldownJSON is a cooldown entry: action and object, or (older files)
@@ -256,7 +266,13 @@ func (s *state) marshal() ([]byte, error) {
 		LastAction:    s.lastAction,
 		Actions:       s.actions,
 		Pending:       s.pending,
+		Approvals:     s.approvals,
+		LastHeartbeat: s.lastHeartbeat,
 	}
+	for _, a := range s.answered {
+		f.Answered = append(f.Answered, a)
+	}
+	slices.SortFunc(f.Answered, func(a, b answeredApproval) int { return compareStrings(a.ID, b.ID) })
 	for _, h := range s.holds {
 		f.Holds = append(f.Holds, h)
 	}
@@ -357,6 +373,19 @@ func unmarshalState(data []byte) (*state, error) {
 		}
 		s.pending = append(s.pending, p)
 	}
+	for i, a := range f.Approvals {
+		if a == nil || a.ID == "" || a.Rule == "" || a.RequestID == "" || a.Deadline.IsZero() {
+			return nil, fmt.Errorf("approvals[%d]: missing id, rule, request_id or deadline", i)
+		}
+		s.approvals = append(s.approvals, a)
+	}
+	for i, a := range f.Answered {
+		if a.ID == "" || a.State == "" {
+			return nil, fmt.Errorf("answered_approvals[%d]: missing id or state", i)
+		}
+		s.answered[a.ID] = a
+	}
+	s.lastHeartbeat = f.LastHeartbeat
 	return s, nil
 }
 

@@ -172,8 +172,9 @@ func New(cfg config.TriggerConfig, clients map[string]any, o Options) (*Trigger,
 	t.loadStateLocked()
 	t.logger.Info("trigger started", "rules", len(rules), "dry_run", cfg.DryRun,
 		"armed", t.armedLocked(), "actions_in_flight", len(t.store.actions), "pending_decisions", len(t.store.pending))
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.pendingLoop()
+	go t.approvalLoop() // approvals.go
 	if t.coord != nil {
 		t.wg.Add(1)
 		go t.coordLoop()

@@ -1,13 +1,16 @@
 package trigger
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +44,8 @@ type webhookAnswer struct {
 	Status    string     `json:"status"`
 	Error     string     `json:"error,omitempty"`
 	Decisions []decision `json:"decisions,omitempty"`
+	// Heartbeat counts the heartbeat alerts recognised (heartbeat_matchers).
+	Heartbeat int `json:"heartbeat,omitempty"`
 }
 
 func (t *Trigger) serveWebhook(w http.ResponseWriter, r *http.Request) {
@@ -85,6 +90,9 @@ func (t *Trigger) webhook(w http.ResponseWriter, r *http.Request) (int, webhookA
 	}
 	for i := range p.Alerts {
 		t.m.alertsReceived.WithLabelValues(p.Alerts[i].Status).Inc()
+	}
+	if n := t.takeHeartbeats(p); n > 0 && len(p.Alerts) == 0 {
+		return http.StatusOK, webhookAnswer{Heartbeat: n}
 	}
 	if p.TruncatedAlerts > 0 {
 		t.logger.Warn("Alertmanager truncated the notification; only the alerts received count for the quorum",
@@ -157,7 +165,13 @@ type statusJSON struct {
 	// result (timeout, uncertain).
 	ObjectLocks []objectHold `json:"object_locks"`
 	// Pending are decisions the trigger evaluates again itself.
-	Pending        []pendingJSON `json:"pending_decisions"`
+	Pending []pendingJSON `json:"pending_decisions"`
+	// Approvals wait for a person (POST /trigger/approvals/{id}).
+	Approvals []approvalJSON `json:"approvals"`
+	// ApproverAuth says whether approvals and manual actions are enabled.
+	ApproverAuth bool `json:"approver_auth"`
+	// LastHeartbeat is when the heartbeat alert last arrived (heartbeat_matchers set).
+	LastHeartbeat  *time.Time    `json:"last_heartbeat,omitempty"`
 	Recent         []decision    `json:"recent_decisions"`
 	RecentOutcomes []outcomeLine `json:"recent_outcomes"`
 	// Coordination is the shared state of several replicas (coord.go).
@@ -297,6 +311,12 @@ func (t *Trigger) status() statusJSON {
 		}
 		s.Pending = append(s.Pending, pj)
 	}
+	s.Approvals = t.approvalsJSONLocked(now)
+	s.ApproverAuth = cfg.ApproverToken != ""
+	if len(cfg.HeartbeatMatchers) > 0 {
+		hb := t.store.lastHeartbeat
+		s.LastHeartbeat = &hb
+	}
 	for i := len(t.recent) - 1; i >= 0; i-- {
 		s.Recent = append(s.Recent, t.recent[i])
 	}
@@ -313,4 +333,120 @@ func sortCooldowns(cs []coolJSON) {
 		}
 		return strings.Compare(a.Object, b.Object)
 	})
+}
+
+// ApprovalsHandler serves POST /trigger/approvals/{id} with
+// {"approve": true|false, "by": "...", "reason": "..."} and the approver's
+// bearer token (approver_token_file; the webhook's token is refused):
+//
+//   - 200: recorded; with approve true the answer holds the decision of the
+//     guards run again (decided, blocked, dry_run).
+//   - 400 bad body, 401 wrong or missing token, 403 approvals disabled (no
+//     approver_token_file), 404 no such approval waiting (a forged id), 409
+//     already answered or expired (a replay), 500 not durable: nothing called.
+func (t *Trigger) ApprovalsHandler() http.Handler {
+	return t.approverEndpoint(func(r *http.Request, body []byte) (int, answerResult) {
+		id := strings.TrimPrefix(r.URL.Path, "/trigger/approvals/")
+		if id == "" || strings.Contains(id, "/") {
+			return http.StatusNotFound, answerResult{Error: "POST /trigger/approvals/{id}"}
+		}
+		var ans approvalAnswer
+		if err := decodeStrict(body, &ans); err != nil {
+			return http.StatusBadRequest, answerResult{Error: err.Error()}
+		}
+		if ans.Approve == nil || strings.TrimSpace(ans.By) == "" {
+			return http.StatusBadRequest, answerResult{Error: `"approve" (true or false) and "by" (who answers) are required`}
+		}
+		return t.answerApproval(r.Context(), id, ans)
+	})
+}
+
+// ActionsHandler serves POST /trigger/actions with {"rule": "...",
+// "object": "...", "by": "...", "reason": "..."} and the approver's bearer
+// token: the rule's action on the object through the manual guards
+// (manual.go). 200 with the decision (decided, blocked or dry_run); 400,
+// 401, 403, 404 (no such rule) and 500 as for approvals.
+func (t *Trigger) ActionsHandler() http.Handler {
+	return t.approverEndpoint(func(r *http.Request, body []byte) (int, answerResult) {
+		var req manualRequest
+		if err := decodeStrict(body, &req); err != nil {
+			return http.StatusBadRequest, answerResult{Error: err.Error()}
+		}
+		if req.Rule == "" || strings.TrimSpace(req.By) == "" || strings.TrimSpace(req.Reason) == "" {
+			return http.StatusBadRequest, answerResult{Error: `"rule", "by" and "reason" are required`}
+		}
+		return t.manualAction(r.Context(), req)
+	})
+}
+
+// approverEndpoint checks method, approver token, content type and size
+// before serve, and writes its answer.
+func (t *Trigger) approverEndpoint(serve func(r *http.Request, body []byte) (int, answerResult)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, res := func() (int, answerResult) {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				return http.StatusMethodNotAllowed, answerResult{Error: "use POST"}
+			}
+			t.mu.Lock()
+			token := string(t.cfg.ApproverToken)
+			t.mu.Unlock()
+			if token == "" {
+				return http.StatusForbidden, answerResult{Error: "approvals and manual actions are disabled: set trigger.approver_token_file"}
+			}
+			if !approverOK(r, token) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="approver"`)
+				return http.StatusUnauthorized, answerResult{Error: "missing or wrong approver token"}
+			}
+			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if err != nil || mt != "application/json" {
+				return http.StatusUnsupportedMediaType, answerResult{Error: "Content-Type must be application/json"}
+			}
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+			if err != nil {
+				return http.StatusBadRequest, answerResult{Error: "reading body: " + err.Error()}
+			}
+			return serve(r, body)
+		}()
+		if code >= 400 {
+			res.Status = "error"
+			t.logger.Warn("approver request refused", "path", r.URL.Path, "code", code, "err", res.Error, "remote", r.RemoteAddr)
+		} else {
+			res.Status = "ok"
+		}
+		writeJSON(w, code, res)
+	})
+}
+
+// approverOK checks the approver's token: Authorization: Bearer, or, when
+// basic auth in --web.config.file takes the Authorization header, the
+// X-Approver-Token header. Both compared in constant time.
+func approverOK(r *http.Request, token string) bool {
+	if h := r.Header.Get(ApproverTokenHeader); h != "" {
+		return bearerOK("Bearer "+h, token)
+	}
+	return bearerOK(r.Header.Get("Authorization"), token)
+}
+
+// ApproverTokenHeader carries the approver's token when the Authorization
+// header holds basic auth credentials for --web.config.file.
+const ApproverTokenHeader = "X-Approver-Token"
+
+// decodeStrict reads one JSON object into v: unknown keys, a key twice and
+// trailing data are errors (a person's typo must not approve).
+func decodeStrict(body []byte, v any) error {
+	keys := json.NewDecoder(bytes.NewReader(body))
+	keys.UseNumber()
+	if err := walkJSON(keys, schemaOf(reflect.ValueOf(v).Elem().Interface()), ""); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("invalid JSON: data after the object")
+	}
+	return nil
 }
