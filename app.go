@@ -307,7 +307,11 @@ func (a *app) holdExporter() (*collector.Exporter, func(), bool) {
 func (a *app) buildExporter(cfg *config.Config, clients map[string]*targetClient) *collector.Exporter {
 	targets := make([]collector.Target, 0, len(cfg.Targets))
 	for _, t := range cfg.Targets {
-		targets = append(targets, collector.Target{Name: t.Name, Type: t.Type, Collectors: t.EffectiveCollectors(), Client: clients[t.Name].client})
+		names := t.EffectiveCollectors()
+		if len(names) == 0 {
+			continue // collectors: [] — acted on by the trigger, never scraped
+		}
+		targets = append(targets, collector.Target{Name: t.Name, Type: t.Type, Collectors: names, Client: clients[t.Name].client})
 	}
 	return collector.New(targets, collector.Options{
 		MinInterval:       time.Duration(cfg.Scrape.MinInterval),

@@ -370,3 +370,45 @@ func TestLandingPageLinks(t *testing.T) {
 		})
 	}
 }
+
+// TestTriggerOnlyTarget: a target with `collectors: []` (a second credential
+// that may act) is never scraped: no veeam_up, no request to Veeam, no
+// /probe; the reading target of the same server is scraped as usual.
+func TestTriggerOnlyTarget(t *testing.T) {
+	sim := startSim(t)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "pass"), "sim-password\n")
+	cfgFile := filepath.Join(dir, "cfg.yml")
+	writeFile(t, cfgFile, targetsYAML(sim, "reads")+
+		fmt.Sprintf("  - {name: acts, type: vspc, url: %q, username: operator, password_file: pass, collectors: []}\n", sim.VSPCURL()))
+
+	a, err := newApp(cfgFile, false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	h := a.routes()
+	m := scrape(t, h)
+	if !strings.Contains(m, `veeam_up{target="reads",type="vspc"} 1`) {
+		t.Errorf("the reading target is not up:\n%s", grepVeeamUp(m))
+	}
+	if strings.Contains(m, `target="acts"`) {
+		t.Errorf("the trigger-only target was scraped:\n%s", grepVeeamUp(m))
+	}
+	for _, r := range sim.Requests(simulator.APIVSPC) {
+		if strings.Contains(r.Body, "username=operator") {
+			t.Errorf("a scrape logged in with the acting credential: %s %s", r.Method, r.Path)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/probe?target=acts", nil))
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("/probe of the trigger-only target: %d, want 400", rec.Code)
+	}
+	a.mu.RLock()
+	_, ok := a.clients["acts"]
+	a.mu.RUnlock()
+	if !ok {
+		t.Errorf("the trigger-only target has no client for the trigger")
+	}
+}

@@ -49,9 +49,11 @@ func allCollectors() []string {
 }
 
 // EffectiveCollectors is the collectors this target runs: the configured ones,
-// or every collector its type supports when none are configured.
+// or every collector its type supports when the key is absent. An explicit
+// `collectors: []` runs none: the target is then only acted on by the
+// trigger (a second credential that may act, next to a read-only one).
 func (t *Target) EffectiveCollectors() []string {
-	if len(t.Collectors) > 0 {
+	if t.Collectors != nil {
 		return slices.Clone(t.Collectors)
 	}
 	return SupportedCollectors(t.Type)

@@ -57,7 +57,7 @@ func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
 		return nil, p.probs
 	}
 	for i := range cfg.Targets {
-		if len(cfg.Targets[i].Collectors) == 0 {
+		if cfg.Targets[i].Collectors == nil {
 			cfg.Targets[i].Collectors = cfg.Targets[i].EffectiveCollectors()
 		}
 	}
