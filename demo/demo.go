@@ -6,9 +6,12 @@
 package demo
 
 import (
+	"bytes"
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
+	"text/template"
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
@@ -25,6 +28,14 @@ const ApproverToken = "demo-approver-token"
 // ApprovalRule is the demo rule that asks a person before it starts
 // ApprovalPlan (alerts SiteDown with site="b").
 const ApprovalRule = "site-b-down-approval"
+
+// configText is the demo's config file, a text/template filled with the
+// simulator's addresses and the estate's names.
+//
+//go:embed config.yml.tmpl
+var configText string
+
+var configTemplate = template.Must(template.New("demo config").Parse(configText))
 
 // Env is a running demo: the simulator and the files that describe it.
 type Env struct {
@@ -121,81 +132,14 @@ func (e *Env) writeFiles(so simulator.Options) error {
 		}
 	}
 	plan := e.DemoPlan()
-	cfg := fmt.Sprintf(`# Written by veeam_failover_exporter --demo: three targets on the embedded simulator.
-targets:
-  - name: vspc-demo
-    type: vspc
-    url: %[1]s
-    username: %[4]s
-    password_file: password
-    tls_config: {ca_file: ca.pem}
-  - name: em-demo
-    type: em
-    url: %[2]s
-    username: %[4]s
-    password_file: password
-    tls_config: {ca_file: ca.pem}
-  - name: vbr-demo
-    type: vbr
-    url: %[3]s
-    username: %[4]s
-    password_file: password
-    tls_config: {ca_file: ca.pem}
-
-collectors:
-  # Per VM: info and recovery point by default; the demo also shows each VM's
-  # last failover session (last_session_status, off by default: up to 6 more
-  # series per VM).
-  failover_plan_objects: {per_object: true, last_session_status: true}
-  cloud_failover_sessions: {sessions_per_plan: 1}
-
-scrape:
-  concurrency: 8
-
-trigger:
-  # Armed: the demo acts on the simulator, never on a real server.
-  dry_run: false
-  webhook_bearer_token_file: webhook.token
-  # Approvals and manual actions (POST /trigger/approvals/{id}, /trigger/actions,
-  # veeam_failover_tool): a token of their own.
-  approver_token_file: approver.token
-  # The always-firing VeeamTriggerWatchdog proves the Alertmanager -> webhook path.
-  heartbeat_matchers: ['alertname="VeeamTriggerWatchdog"']
-  state_file: trigger-state.json
-  audit_log: audit.jsonl
-  kill_switch_file: disarm
-  max_concurrent: 2
-  rate_limit: {actions: 5, per: 1h}
-  rules:
-    - name: site-a-down
-      matchers: ['alertname="SiteDown"', 'site="a"']
-      for: 0s
-      min_alerts: 1
-      cooldown: 1h
-      action:
-        type: vspc_plan_start
-        target: vspc-demo
-        plan: %[5]q
-    # Site B fails over only when a person approves (veeam_failover_tool approve ID).
-    - name: %[7]s
-      matchers: ['alertname="SiteDown"', 'site="b"']
-      cooldown: 1h
-      approval: {within: 15m}
-      action:
-        type: vspc_plan_start
-        target: vspc-demo
-        plan: %[8]q
-    - name: replica-vm-down
-      matchers: ['alertname="VMDown"']
-      cooldown: 1h
-      action:
-        type: vbr_failover
-        target: vbr-demo
-        replica_label: replica
-        allow: [%[6]s]
-        reason: "demo: VM down"
-`, e.Sim.VSPCURL(), e.Sim.EMURL(), e.Sim.VBRURL(), so.Username, plan.Name, e.allowedReplicas(), ApprovalRule, e.ApprovalPlan().Name)
-	if err := os.WriteFile(e.ConfigFile, []byte(cfg), 0o600); err != nil {
+	var cfg bytes.Buffer
+	err := configTemplate.Execute(&cfg, struct {
+		VSPCURL, EMURL, VBRURL, Username, Plan, AllowedReplicas, ApprovalRule, ApprovalPlan string
+	}{e.Sim.VSPCURL(), e.Sim.EMURL(), e.Sim.VBRURL(), so.Username, plan.Name, e.allowedReplicas(), ApprovalRule, e.ApprovalPlan().Name})
+	if err != nil {
+		return fmt.Errorf("demo: config: %w", err)
+	}
+	if err := os.WriteFile(e.ConfigFile, cfg.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("demo: write config: %w", err)
 	}
 	return nil
