@@ -18,7 +18,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN GOOS=$TARGETOS GOARCH=$TARGETARCH make build BIN=/out/veeam_failover_exporter \
+RUN GOOS=$TARGETOS GOARCH=$TARGETARCH make build BIN=/out/veeam_failover_exporter TOOL=/out/veeam_failover_tool \
         REVISION=$REVISION BRANCH=$BRANCH \
     && mkdir -p /out/state/veeam_failover_exporter
 
@@ -29,6 +29,7 @@ LABEL org.opencontainers.image.title="veeam_failover_exporter" \
       org.opencontainers.image.source="https://github.com/veeam-failover/veeam_failover_exporter"
 
 COPY --from=build /out/veeam_failover_exporter /bin/veeam_failover_exporter
+COPY --from=build /out/veeam_failover_tool /bin/veeam_failover_tool
 # The example config and its secret files ("change-me"), so that the default
 # command starts (dry-run, example targets unreachable). Mount your own
 # directory over /etc/veeam_failover_exporter.

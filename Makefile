@@ -3,6 +3,7 @@ GO          ?= go
 GOFMT       ?= gofmt
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 BIN         ?= veeam_failover_exporter
+TOOL        ?= veeam_failover_tool
 PKGS        := ./...
 
 # Build metadata stamped into every binary (see .promu.yml for promu builds).
@@ -30,9 +31,10 @@ DOCKER_TAG   ?= $(VERSION)
 
 all: lint build test
 
-# The host's binary, ./$(BIN).
+# The host's binaries: ./$(BIN) and the command-line tool ./$(TOOL).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(TOOL) ./cmd/veeam_failover_tool
 
 # One binary per platform in .build/<os>-<arch>/, each built for its platform.
 crossbuild:
@@ -41,6 +43,8 @@ crossbuild:
 		echo ">> $$os/$$arch -> .build/$$os-$$arch/$(BIN)$$ext"; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
 			-o .build/$$os-$$arch/$(BIN)$$ext . ; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" \
+			-o .build/$$os-$$arch/$(TOOL)$$ext ./cmd/veeam_failover_tool ; \
 	done
 
 docker:
@@ -82,4 +86,4 @@ fuzz:
 	./.ci/fuzz.sh $(FUZZTIME)
 
 clean:
-	rm -rf $(BIN) .build bench/report.json
+	rm -rf $(BIN) $(TOOL) .build bench/report.json
