@@ -86,6 +86,9 @@ type coordinator struct {
 	// key.
 	savedPending map[string][]byte
 	view         *coordStatus
+	// approvals: every replica's waiting approvals as last listed from
+	// etcd (approvals_shared.go).
+	approvals []*approvalRecord
 
 	upGauge prometheus.GaugeFunc
 }
