@@ -44,9 +44,9 @@
 // target_state, rate_limit, concurrency and dry_run. With coordination an
 // approval is shared in etcd (approvals_shared.go): any replica lists and
 // answers it, an answer is used once by compare-and-swap, and the approved
-// decision goes through the claim on the replica that answered. A heartbeat alert
-// (heartbeat_matchers) is taken out of a notification before any rule
-// matches and only recorded (heartbeat.go).
+// decision goes through the claim on the replica that answered. A
+// heartbeat alert (heartbeat_matchers) is taken out of a notification
+// before any rule matches and only recorded (heartbeat.go).
 //
 // # The object is the key
 //
