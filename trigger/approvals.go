@@ -371,6 +371,7 @@ func (t *Trigger) approvalLoop() {
 		case <-timer.C:
 		}
 		timer.Reset(t.expireApprovals())
+		t.sweepRetired() // metrics_rules.go
 	}
 }
 

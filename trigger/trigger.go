@@ -273,7 +273,9 @@ func (t *Trigger) resumeLocked() {
 		}
 	}
 	for rule, at := range t.store.lastAction {
-		t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
+		if t.ruleLocked(rule) != nil { // a removed rule has no series
+			t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
+		}
 	}
 	if changed {
 		_ = t.saveLocked()
@@ -329,7 +331,9 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 	_ = t.audit.close()
 	t.audit, t.auditErr = audit, auditErr
 	t.store.backend = b
+	old := t.rules
 	t.cfg, t.rules, t.clients = cfg, rules, clients
+	t.retireRulesLocked(old, rules) // metrics_rules.go
 	t.m.initRules(rules)
 	if t.store.disarmed != "" {
 		t.retryStateLocked()
