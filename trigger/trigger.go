@@ -285,8 +285,9 @@ func (t *Trigger) resumeLocked() {
 // Reload applies a new loaded config and clients, keeping the state. A
 // disarmed trigger tries its state file again, so that an operator who
 // fixed or removed it gets an armed trigger back. The audit log is opened
-// again, so that a log rotated away (logrotate's create) is left. On error
-// nothing changes.
+// again, so that a log rotated away (logrotate's create) is left. The
+// metric series of rules it removes are deleted (metrics_rules.go). On
+// error nothing changes.
 func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error {
 	rules, err := checkConfig(&cfg, clients, t.basicAuth)
 	if err != nil {
