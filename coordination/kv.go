@@ -141,3 +141,30 @@ func (s *Store) fencedTxnAs(ctx context.Context, what string, sess *concurrency.
 	}
 	return resp, nil
 }
+
+// UpdateWith is Update that also writes records (other keys) in the same
+// transaction: all of it if key is unchanged since modRevision (0: key
+// must not exist), none of it otherwise (ok false). It lets one record
+// guard others, such as an index written with the record it points to.
+func (s *Store) UpdateWith(ctx context.Context, key string, value []byte, modRevision int64, records map[string][]byte) (ok bool, err error) {
+	if err := checkKey(key); err != nil {
+		return false, fmt.Errorf("etcd update: %w", err)
+	}
+	k := s.dataKey(key)
+	ops := []clientv3.Op{clientv3.OpPut(k, string(value))}
+	for _, rk := range sortedKeys(records) {
+		if err := checkKey(rk); err != nil {
+			return false, fmt.Errorf("etcd update %s: record: %w", key, err)
+		}
+		if rk == key {
+			return false, fmt.Errorf("etcd update %s: the guarded key is also a record", key)
+		}
+		ops = append(ops, clientv3.OpPut(s.dataKey(rk), string(records[rk])))
+	}
+	cmp := clientv3.Compare(clientv3.ModRevision(k), "=", modRevision)
+	resp, err := s.fencedTxn(ctx, "update "+key, []clientv3.Cmp{cmp}, ops)
+	if err != nil {
+		return false, err
+	}
+	return resp.Succeeded, nil
+}

@@ -504,6 +504,55 @@ func TestRecords(t *testing.T) {
 	}
 }
 
+// TestUpdateWith: the guarded key and its companion records are written
+// together or not at all, and of two writers at the same revision one wins.
+func TestUpdateWith(t *testing.T) {
+	c := etcdtest.Start(t)
+	a, b := open(t, c, "a"), open(t, c, "b")
+	ctx := context.Background()
+	if ok, err := a.UpdateWith(ctx, "idx/1", []byte("x"), 0, map[string][]byte{"rec/x": []byte("X")}); err != nil || !ok {
+		t.Fatalf("create: %v %v", ok, err)
+	}
+	if ok, err := b.UpdateWith(ctx, "idx/1", []byte("y"), 0, map[string][]byte{"rec/y": []byte("Y")}); err != nil || ok {
+		t.Fatalf("create over an existing key: %v %v; want refused", ok, err)
+	}
+	if _, found, _ := a.Get(ctx, "rec/y"); found {
+		t.Fatal("the loser's record was written")
+	}
+	if e, found, _ := b.Get(ctx, "rec/x"); !found || string(e.Value) != "X" {
+		t.Fatalf("the winner's record: %+v %v", e, found)
+	}
+	e, _, err := a.Get(ctx, "idx/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wins int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, s := range []*Store{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.UpdateWith(ctx, "idx/1", []byte(fmt.Sprint(i)), e.ModRevision, map[string][]byte{fmt.Sprintf("rec/%d", i): nil})
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d writers won at the same revision, want 1", wins)
+	}
+	if _, err := a.UpdateWith(ctx, "idx/1", nil, 0, map[string][]byte{"idx/1": nil}); err == nil {
+		t.Fatal("the guarded key as a record was accepted")
+	}
+}
+
 func TestOpenRefusesBadConfig(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -94,8 +95,12 @@ func (ap *approvalRecord) line(now time.Time, state, by, reason string) approval
 // awaitApprovalLocked turns a decision stopped by the approval stage into
 // one awaiting a person: a new approval, durable before the answer, or the
 // one already waiting for the same request id (Alertmanager's repeats).
+// With coordination the approval lives in etcd (approvals_shared.go).
 func (t *Trigger) awaitApprovalLocked(e *evaluation, d decision, why string) (decision, error) {
 	d.Guard, d.Outcome = guardApproval, verdictAwaiting
+	if t.coord != nil {
+		return t.coordAwaitApprovalLocked(e, d, why)
+	}
 	for _, ap := range t.store.approvals {
 		if ap.RequestID == d.RequestID {
 			d.Reason = fmt.Sprintf("awaiting approval %s until %s", ap.ID, ap.Deadline.UTC().Format(time.RFC3339))
@@ -103,29 +108,41 @@ func (t *Trigger) awaitApprovalLocked(e *evaluation, d decision, why string) (de
 			return d, nil
 		}
 	}
-	now := e.now
-	ap := &approvalRecord{
-		ID: rand.Text(), RequestID: d.RequestID, Rule: e.g.rule.name, Action: e.g.rule.action.Type,
-		Target: e.g.rule.action.Target, Object: e.g.object, ObjectKey: e.object, PlanName: e.res.planName,
-		GroupKey: e.p.GroupKey, DedupKeys: slices.Clone(e.keys), AskedAt: now, Deadline: now.Add(e.g.rule.approval),
-	}
-	for _, a := range e.g.acting {
-		ap.Alerts = append(ap.Alerts, *a)
-	}
+	ap := newApproval(e, d)
 	t.store.approvals = append(t.store.approvals, ap)
 	if err := t.saveLocked(); err != nil {
 		t.store.approvals = slices.DeleteFunc(t.store.approvals, func(a *approvalRecord) bool { return a == ap })
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("approval not recorded: %w", err)
 	}
-	if err := t.audit.write(ap.line(now, "asked", "", why), true); err != nil {
+	return t.askedLocked(ap, d, why), nil
+}
+
+// newApproval is the approval a decision waits for: the alerts and keys of
+// the evaluation, with a new id and the rule's deadline.
+func newApproval(e *evaluation, d decision) *approvalRecord {
+	ap := &approvalRecord{
+		ID: rand.Text(), RequestID: d.RequestID, Rule: e.g.rule.name, Action: e.g.rule.action.Type,
+		Target: e.g.rule.action.Target, Object: e.g.object, ObjectKey: e.object, PlanName: e.res.planName,
+		GroupKey: e.p.GroupKey, DedupKeys: slices.Clone(e.keys), AskedAt: e.now, Deadline: e.now.Add(e.g.rule.approval),
+	}
+	for _, a := range e.g.acting {
+		ap.Alerts = append(ap.Alerts, *a)
+	}
+	return ap
+}
+
+// askedLocked audits and logs an approval made durable, and records the
+// decision that waits for it.
+func (t *Trigger) askedLocked(ap *approvalRecord, d decision, why string) decision {
+	if err := t.audit.write(ap.line(ap.AskedAt, "asked", "", why), true); err != nil {
 		t.logger.Error("audit log not written", "err", err)
 	}
 	d.Reason = fmt.Sprintf("awaiting approval %s until %s: %s", ap.ID, ap.Deadline.UTC().Format(time.RFC3339), why)
 	t.recordLocked(d, true)
 	t.logger.Warn("failover action awaits a person's approval", "rule", ap.Rule, "object", ap.Object, "action", ap.Action,
 		"approval_id", ap.ID, "deadline", ap.Deadline, "request_id", ap.RequestID)
-	return d, nil
+	return d
 }
 
 // takeApprovalLocked marks an approval used: no longer waiting, its id
@@ -168,6 +185,13 @@ func (t *Trigger) refuseApprovalLocked(ap *approvalRecord, state, by, reason str
 		undo()
 		return err
 	}
+	t.noteRefusedLocked(ap, state, by, reason, now)
+	return nil
+}
+
+// noteRefusedLocked audits, counts and logs an approval that ended without
+// a call, once it is recorded as used.
+func (t *Trigger) noteRefusedLocked(ap *approvalRecord, state, by, reason string, now time.Time) {
 	if err := t.audit.write(ap.line(now, state, by, reason), true); err != nil {
 		t.logger.Error("audit log not written", "err", err)
 	}
@@ -182,7 +206,6 @@ func (t *Trigger) refuseApprovalLocked(ap *approvalRecord, state, by, reason str
 		Target: ap.Target, RequestID: ap.RequestID, Outcome: outcome, Message: msg})
 	t.logger.Warn("failover action not approved", "rule", ap.Rule, "object", ap.Object, "approval_id", ap.ID,
 		"outcome", outcome, "by", by, "reason", reason)
-	return nil
 }
 
 // approvalAnswer is the body of POST /trigger/approvals/{id}.
@@ -201,53 +224,45 @@ type answerResult struct {
 	Decision *decision `json:"decision,omitempty"`
 }
 
+// approvalTake is an approval marked used: ap with the state it ended in,
+// or the HTTP status and error when it could not be (ap nil).
+type approvalTake struct {
+	ap    *approvalRecord
+	state string
+	now   time.Time
+	code  int
+	err   string
+}
+
+func takeFailed(code int, format string, args ...any) approvalTake {
+	return approvalTake{code: code, err: fmt.Sprintf(format, args...)}
+}
+
 // answerApproval applies a person's answer. It returns the HTTP status:
 // 404 for an id that never waited (forged), 409 for one already used or
 // expired (replayed), 500 when the answer could not be made durable (and
-// nothing was called).
+// nothing was called), 503 when the shared store cannot be used.
 func (t *Trigger) answerApproval(ctx context.Context, id string, ans approvalAnswer) (int, answerResult) {
 	res := answerResult{Approval: id}
-	t.mu.Lock()
-	now := t.now()
-	var ap *approvalRecord
-	for _, a := range t.store.approvals {
-		if a.ID == id {
-			ap = a
-		}
+	take := t.takeLocalApproval
+	if t.coord != nil {
+		take = t.coordTakeApproval // approvals_shared.go
 	}
-	if ap == nil {
-		a, used := t.store.answered[id]
-		t.mu.Unlock()
-		if used {
-			res.Error = fmt.Sprintf("approval %s was already used: %s %s at %s", id, a.State, byText(a.By), a.At.UTC().Format(time.RFC3339))
-			return 409, res
-		}
-		res.Error = "no approval with this id is waiting"
-		return 404, res
+	tk := take(ctx, id, ans)
+	if tk.ap == nil {
+		res.Error = tk.err
+		return tk.code, res
 	}
-	if !now.Before(ap.Deadline) {
-		_ = t.refuseApprovalLocked(ap, approvalExpired, "", "", now)
-		t.mu.Unlock()
+	ap, now := tk.ap, tk.now
+	switch tk.state {
+	case approvalExpired:
 		res.Error = "approval " + id + " expired at " + ap.Deadline.UTC().Format(time.RFC3339)
 		return 409, res
-	}
-	if !*ans.Approve {
-		err := t.refuseApprovalLocked(ap, approvalRejected, ans.By, ans.Reason, now)
-		t.mu.Unlock()
-		if err != nil {
-			res.Error = "the rejection could not be recorded: " + err.Error()
-			return 500, res
-		}
+	case approvalRejected:
 		res.State = approvalRejected
 		return 200, res
 	}
-	undo := t.takeApprovalLocked(ap, approvalApproved, ans.By, now)
-	if err := t.saveLocked(); err != nil {
-		undo()
-		t.mu.Unlock()
-		res.Error = "the approval could not be recorded, nothing was called: " + err.Error()
-		return 500, res
-	}
+	t.mu.Lock()
 	if err := t.audit.write(ap.line(now, approvalApproved, ans.By, ans.Reason), true); err != nil {
 		t.logger.Error("audit log not written", "err", err)
 	}
@@ -282,9 +297,59 @@ func (t *Trigger) answerApproval(ctx context.Context, id string, ans approvalAns
 	res.Decision = &d
 	if err != nil {
 		res.Error = err.Error()
+		if errors.Is(err, errCoordination) {
+			return 503, res
+		}
 		return 500, res
 	}
 	return 200, res
+}
+
+// takeLocalApproval marks an approval of the state file used.
+func (t *Trigger) takeLocalApproval(_ context.Context, id string, ans approvalAnswer) approvalTake {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	var ap *approvalRecord
+	for _, a := range t.store.approvals {
+		if a.ID == id {
+			ap = a
+		}
+	}
+	if ap == nil {
+		if a, used := t.store.answered[id]; used {
+			return takeFailed(409, "approval %s was already used: %s %s at %s", id, a.State, byText(a.By), a.At.UTC().Format(time.RFC3339))
+		}
+		return takeFailed(404, "no approval with this id is waiting")
+	}
+	tk := approvalTake{ap: ap, state: answerState(ap, ans, now), now: now}
+	switch tk.state {
+	case approvalExpired:
+		_ = t.refuseApprovalLocked(ap, approvalExpired, "", "", now)
+	case approvalRejected:
+		if err := t.refuseApprovalLocked(ap, approvalRejected, ans.By, ans.Reason, now); err != nil {
+			return takeFailed(500, "the rejection could not be recorded: %v", err)
+		}
+	default:
+		undo := t.takeApprovalLocked(ap, approvalApproved, ans.By, now)
+		if err := t.saveLocked(); err != nil {
+			undo()
+			return takeFailed(500, "the approval could not be recorded, nothing was called: %v", err)
+		}
+	}
+	return tk
+}
+
+// answerState is the state an answer gives an approval at now: expired
+// once its deadline passed, whatever the answer.
+func answerState(ap *approvalRecord, ans approvalAnswer, now time.Time) string {
+	switch {
+	case !now.Before(ap.Deadline):
+		return approvalExpired
+	case !*ans.Approve:
+		return approvalRejected
+	}
+	return approvalApproved
 }
 
 func byText(by string) string {
@@ -306,12 +371,16 @@ func (t *Trigger) approvalLoop() {
 		case <-timer.C:
 		}
 		timer.Reset(t.expireApprovals())
+		t.sweepRetired() // metrics_rules.go
 	}
 }
 
 // expireApprovals ends the approvals whose deadline passed and returns how
 // long to wait before looking again.
 func (t *Trigger) expireApprovals() time.Duration {
+	if t.coord != nil {
+		return t.coordSyncApprovals(true) // approvals_shared.go
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -331,6 +400,15 @@ func (t *Trigger) expireApprovals() time.Duration {
 	return max(wait, 10*time.Millisecond)
 }
 
+// waitingApprovalsLocked are the approvals waiting for a person: the state
+// file's, or with coordination every replica's as last listed from etcd.
+func (t *Trigger) waitingApprovalsLocked() []*approvalRecord {
+	if t.coord != nil {
+		return t.coord.approvals
+	}
+	return t.store.approvals
+}
+
 // approvalJSON is an approval as /trigger shows it.
 type approvalJSON struct {
 	ID               string    `json:"id"`
@@ -347,8 +425,9 @@ type approvalJSON struct {
 }
 
 func (t *Trigger) approvalsJSONLocked(now time.Time) []approvalJSON {
-	out := make([]approvalJSON, 0, len(t.store.approvals))
-	for _, ap := range t.store.approvals {
+	aps := t.waitingApprovalsLocked()
+	out := make([]approvalJSON, 0, len(aps))
+	for _, ap := range aps {
 		j := approvalJSON{ID: ap.ID, Rule: ap.Rule, Action: ap.Action, Target: ap.Target, Object: ap.Object, PlanName: ap.PlanName,
 			RequestID: ap.RequestID, AskedAt: ap.AskedAt, Deadline: ap.Deadline, RemainingSeconds: max(ap.Deadline.Sub(now).Seconds(), 0)}
 		for i := range ap.Alerts {
@@ -368,7 +447,7 @@ type approvalsCollector struct {
 
 func newApprovalsCollector(t *Trigger) *approvalsCollector {
 	return &approvalsCollector{t: t, desc: prometheus.NewDesc("veeam_trigger_approvals_pending",
-		"Decisions waiting for a person's approval (rule key approval), by rule; /trigger lists their ids and deadlines.",
+		"Decisions waiting for a person's approval (rule key approval), by rule; /trigger lists their ids and deadlines. With coordination, every replica's approvals (shared in etcd, listed each second).",
 		[]string{"rule"}, nil)}
 }
 
@@ -381,7 +460,7 @@ func (c *approvalsCollector) Collect(ch chan<- prometheus.Metric) {
 		n[r.name] = 0
 	}
 	if c.t.store != nil {
-		for _, a := range c.t.store.approvals {
+		for _, a := range c.t.waitingApprovalsLocked() {
 			n[a.Rule]++
 		}
 	}

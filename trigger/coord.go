@@ -47,7 +47,9 @@ import (
 //     answers 503 and nothing is called; veeam_trigger_coordination_up is 0.
 //
 // Keys under the store's data/ directory: actions/<request id>,
-// dedup/<key>, cooldowns/<hash of action and object>, holds/<hash of object>.
+// dedup/<key>, cooldowns/<hash of action and object>, holds/<hash of object>,
+// pending/<id>/<owner>, approvals/<id> and approval-requests/<request id>
+// (approvals_shared.go).
 
 // errCoordination: the shared store could not be used, so nothing was
 // decided or called; the webhook answers 503 so that Alertmanager retries.
@@ -86,6 +88,9 @@ type coordinator struct {
 	// key.
 	savedPending map[string][]byte
 	view         *coordStatus
+	// approvals: every replica's waiting approvals as last listed from
+	// etcd (approvals_shared.go).
+	approvals []*approvalRecord
 
 	upGauge prometheus.GaugeFunc
 }

@@ -41,9 +41,12 @@
 // the webhook's. Both reuse decide with only their guards (alertGroup.only):
 // an approved decision meets kill_switch, target_state, rate_limit,
 // concurrency and dry_run again; a manual one kill_switch, allow, cooldown,
-// target_state, rate_limit, concurrency and dry_run. A heartbeat alert
-// (heartbeat_matchers) is taken out of a notification before any rule
-// matches and only recorded (heartbeat.go).
+// target_state, rate_limit, concurrency and dry_run. With coordination an
+// approval is shared in etcd (approvals_shared.go): any replica lists and
+// answers it, an answer is used once by compare-and-swap, and the approved
+// decision goes through the claim on the replica that answered. A
+// heartbeat alert (heartbeat_matchers) is taken out of a notification
+// before any rule matches and only recorded (heartbeat.go).
 //
 // # The object is the key
 //

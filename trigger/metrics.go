@@ -3,6 +3,7 @@ package trigger
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -30,10 +31,17 @@ type metrics struct {
 	stateError      prometheus.GaugeFunc
 	inFlight        prometheus.GaugeFunc
 	tokens          prometheus.GaugeFunc
+
+	// retired: rules removed by a reload whose series are not deleted yet
+	// (metrics_rules.go); guarded by the Trigger's mutex.
+	retired     map[string]*retiredRule
+	retiredKeep time.Duration
 }
 
 func newMetrics(t *Trigger) *metrics {
 	return &metrics{
+		retired:     map[string]*retiredRule{},
+		retiredKeep: defaultRetiredKeep,
 		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veeam_trigger_webhook_requests_total",
 			Help: "Alertmanager webhook requests received, by HTTP status code answered.",

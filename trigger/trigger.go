@@ -273,7 +273,9 @@ func (t *Trigger) resumeLocked() {
 		}
 	}
 	for rule, at := range t.store.lastAction {
-		t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
+		if t.ruleLocked(rule) != nil { // a removed rule has no series
+			t.m.lastAction.WithLabelValues(rule).Set(float64(at.UnixNano()) / 1e9)
+		}
 	}
 	if changed {
 		_ = t.saveLocked()
@@ -283,8 +285,9 @@ func (t *Trigger) resumeLocked() {
 // Reload applies a new loaded config and clients, keeping the state. A
 // disarmed trigger tries its state file again, so that an operator who
 // fixed or removed it gets an armed trigger back. The audit log is opened
-// again, so that a log rotated away (logrotate's create) is left. On error
-// nothing changes.
+// again, so that a log rotated away (logrotate's create) is left. The
+// metric series of rules it removes are deleted (metrics_rules.go). On
+// error nothing changes.
 func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error {
 	rules, err := checkConfig(&cfg, clients, t.basicAuth)
 	if err != nil {
@@ -329,7 +332,9 @@ func (t *Trigger) Reload(cfg config.TriggerConfig, clients map[string]any) error
 	_ = t.audit.close()
 	t.audit, t.auditErr = audit, auditErr
 	t.store.backend = b
+	old := t.rules
 	t.cfg, t.rules, t.clients = cfg, rules, clients
+	t.retireRulesLocked(old, rules) // metrics_rules.go
 	t.m.initRules(rules)
 	if t.store.disarmed != "" {
 		t.retryStateLocked()

@@ -220,6 +220,9 @@ type inFlight struct {
 
 func (t *Trigger) status() statusJSON {
 	kill, killReason := killSwitch(t.killSwitchPath())
+	if t.coord != nil {
+		t.coordSyncApprovals(false) // the approvals of every replica, as of now
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
