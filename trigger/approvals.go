@@ -202,8 +202,8 @@ func (t *Trigger) noteRefusedLocked(ap *approvalRecord, state, by, reason string
 			ap.AskedAt.UTC().Format(time.RFC3339))
 	}
 	t.m.outcomes.WithLabelValues(ap.Rule, ap.Action, outcome).Inc()
-	t.noteOutcomeLocked(outcomeLine{Time: now, Event: eventOutcome, Rule: ap.Rule, Object: ap.Object, Action: ap.Action,
-		Target: ap.Target, RequestID: ap.RequestID, Outcome: outcome, Message: msg})
+	t.noteOutcomeLocked(outcomeLine{actionAudit: actionAudit{Time: now, Event: eventOutcome, Rule: ap.Rule, Object: ap.Object,
+		Action: ap.Action, Target: ap.Target, RequestID: ap.RequestID}, Outcome: outcome, Message: msg})
 	t.logger.Warn("failover action not approved", "rule", ap.Rule, "object", ap.Object, "approval_id", ap.ID,
 		"outcome", outcome, "by", by, "reason", reason)
 }

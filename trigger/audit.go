@@ -61,19 +61,30 @@ const (
 	verdictNotRecorded = "not_recorded"
 )
 
+// actionAudit is the head of every audit line about one action, so that a
+// reader finds the same keys first whatever happened to it.
+type actionAudit struct {
+	Time      time.Time `json:"time"`
+	Event     string    `json:"event"`
+	Rule      string    `json:"rule"`
+	Object    string    `json:"object"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target"`
+	RequestID string    `json:"request_id"`
+}
+
+// audit is the head of an audit line about a.
+func (a *actionRecord) audit(now time.Time, event string) actionAudit {
+	return actionAudit{Time: now, Event: event, Rule: a.Rule, Object: a.Object, Action: a.Action, Target: a.Target, RequestID: a.RequestID}
+}
+
 // outcomeLine is the audit line written when an action ends.
 type outcomeLine struct {
-	Time            time.Time `json:"time"`
-	Event           string    `json:"event"`
-	Rule            string    `json:"rule"`
-	Object          string    `json:"object"`
-	Action          string    `json:"action"`
-	Target          string    `json:"target"`
-	RequestID       string    `json:"request_id"`
-	Outcome         string    `json:"outcome"`
-	Message         string    `json:"message,omitempty"`
-	Handle          string    `json:"handle,omitempty"`
-	DurationSeconds float64   `json:"duration_seconds,omitempty"`
+	actionAudit
+	Outcome         string  `json:"outcome"`
+	Message         string  `json:"message,omitempty"`
+	Handle          string  `json:"handle,omitempty"`
+	DurationSeconds float64 `json:"duration_seconds,omitempty"`
 }
 
 // auditLog appends JSON lines to the audit file. Lines carry rule names,

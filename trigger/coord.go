@@ -647,17 +647,11 @@ func (t *Trigger) coordEnd(ctx context.Context, rec *actionRecord, o *ownedActio
 // adoptedAudit is the audit line of an action taken over from a replica
 // that stopped.
 type adoptedAudit struct {
-	Time      time.Time `json:"time"`
-	Event     string    `json:"event"`
-	Rule      string    `json:"rule"`
-	Object    string    `json:"object"`
-	Action    string    `json:"action"`
-	Target    string    `json:"target"`
-	RequestID string    `json:"request_id"`
-	Status    string    `json:"status"`
-	From      string    `json:"from"`
-	By        string    `json:"by"`
-	Message   string    `json:"message"`
+	actionAudit
+	Status  string `json:"status"`
+	From    string `json:"from"`
+	By      string `json:"by"`
+	Message string `json:"message"`
 }
 
 // coordLoop keeps the health flag current, ends this replica's leftover
@@ -838,8 +832,7 @@ func (t *Trigger) coordAdopt(ctx context.Context, sa *sharedAction) {
 		statusSending: "its replica stopped while sending the call: whether " + rec.Target + " received it is unknown, and it is not resent",
 		statusSent:    "its replica stopped while tracking it: tracked here to its end",
 	}[rec.Status]
-	if err := t.audit.write(adoptedAudit{Time: t.now(), Event: eventAdopted, Rule: rec.Rule, Object: rec.Object, Action: rec.Action,
-		Target: rec.Target, RequestID: rec.RequestID, Status: rec.Status, From: sa.Owner, By: res.Owner, Message: msg}, true); err != nil {
+	if err := t.audit.write(adoptedAudit{actionAudit: rec.audit(t.now(), eventAdopted), Status: rec.Status, From: sa.Owner, By: res.Owner, Message: msg}, true); err != nil {
 		t.logger.Error("audit log not written", "err", err)
 	}
 	t.logger.Warn("adopted an action of a replica that stopped", "rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID,

@@ -424,10 +424,7 @@ func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool
 	if outcome == outcomeFailed {
 		t.m.failures.WithLabelValues(rec.Rule, rec.Action).Inc()
 	}
-	line := outcomeLine{
-		Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
-		RequestID: rec.RequestID, Outcome: outcome, Message: msg, Handle: rec.handle(), DurationSeconds: dur,
-	}
+	line := outcomeLine{actionAudit: rec.audit(now, eventOutcome), Outcome: outcome, Message: msg, Handle: rec.handle(), DurationSeconds: dur}
 	t.noteOutcomeLocked(line)
 	attrs := []any{"rule", rec.Rule, "object", rec.Object, "action", rec.Action, "target", rec.Target,
 		"request_id", rec.RequestID, "outcome", outcome, "message", msg}

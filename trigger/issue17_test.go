@@ -166,7 +166,7 @@ func TestLostStateRebuiltFromAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h2 := newHarness(t, cfg, newActors0(t, env), Options{})
+	h2 := newHarness(t, cfg, newActors(t, env.sim), Options{})
 	st := h2.tr.status()
 	if !st.Armed {
 		t.Fatalf("not armed after the rebuild: %s", st.DisarmedReason)
@@ -191,9 +191,6 @@ func TestLostStateRebuiltFromAudit(t *testing.T) {
 		t.Errorf("the rebuilt state was not written: %v", err)
 	}
 }
-
-// newActors0 is a second exporter's clients (its own logon sessions).
-func newActors0(t *testing.T, env *simEnv) map[string]any { return newTLSActors(t, env.sim) }
 
 // TestPendingFor (item 5): a decision blocked only by `for` is kept and
 // acts at its deadline, with no further notification.
@@ -506,7 +503,7 @@ func TestPendingSurvivesRestart(t *testing.T) {
 		t.Fatalf("%s", verdict(d))
 	}
 	closeHarness(t, h1)
-	h2 := newHarness(t, cfg, newTLSActors(t, env.sim), Options{})
+	h2 := newHarness(t, cfg, newActors(t, env.sim), Options{})
 	if ps := h2.tr.status().Pending; len(ps) != 1 {
 		t.Fatalf("pending after restart %+v", ps)
 	}

@@ -384,10 +384,8 @@ func (t *Trigger) decide(ctx context.Context, p *payload, g *alertGroup, d decis
 	}
 	if err := t.saveLocked(); err != nil {
 		undo()
-		_ = t.audit.write(outcomeLine{
-			Time: now, Event: eventOutcome, Rule: rec.Rule, Object: rec.Object, Action: rec.Action, Target: rec.Target,
-			RequestID: rec.RequestID, Outcome: outcomeAbandoned, Message: "not sent: the state file could not be written",
-		}, true)
+		_ = t.audit.write(outcomeLine{actionAudit: rec.audit(now, eventOutcome), Outcome: outcomeAbandoned,
+			Message: "not sent: the state file could not be written"}, true)
 		_ = t.audit.write(releasedLine(rec, now, "the decision never reached the state file"), true)
 		d.Outcome, d.Reason = verdictNotRecorded, err.Error()
 		return d, fmt.Errorf("decision not recorded: %w", err)

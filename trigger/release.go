@@ -41,18 +41,11 @@ func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
 
 // releasedAudit is the audit line of a released action.
 type releasedAudit struct {
-	Time      time.Time `json:"time"`
-	Event     string    `json:"event"`
-	Rule      string    `json:"rule"`
-	Object    string    `json:"object"`
-	Action    string    `json:"action"`
-	Target    string    `json:"target"`
-	RequestID string    `json:"request_id"`
-	Message   string    `json:"message"`
+	actionAudit
+	Message string `json:"message"`
 }
 
 func releasedLine(rec *actionRecord, now time.Time, why string) releasedAudit {
-	return releasedAudit{Time: now, Event: eventReleased, Rule: rec.Rule, Object: rec.Object, Action: rec.Action,
-		Target: rec.Target, RequestID: rec.RequestID,
+	return releasedAudit{actionAudit: rec.audit(now, eventReleased),
 		Message: why + ": cooldown, dedup keys, rate-limit token and object lock released"}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	promconfig "github.com/prometheus/common/config"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"net/http"
 	"net/http/httptest"
@@ -54,12 +55,13 @@ func startSim(t *testing.T, o simulator.Options) *simEnv {
 }
 
 // newActors makes a fresh set of clients (a second exporter process has its
-// own).
+// own); over HTTPS they trust the simulator's CA and nothing else.
 func newActors(t *testing.T, sim *simulator.Simulator) map[string]any {
 	t.Helper()
 	opts := func(name, url string) veeam.ClientOptions {
 		return veeam.ClientOptions{Name: name, URL: url, Username: simulator.DefaultUsername,
-			Password: simulator.DefaultPassword, Timeout: 5 * time.Second}
+			Password: simulator.DefaultPassword, Timeout: 5 * time.Second,
+			HTTPClientConfig: promconfig.HTTPClientConfig{TLSConfig: promconfig.TLSConfig{CA: string(sim.CACertPEM())}}}
 	}
 	vc, err := vspc.New(opts("vspc", sim.VSPCURL()))
 	if err != nil {

@@ -1,7 +1,6 @@
 package trigger
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"slices"
@@ -9,15 +8,10 @@ import (
 	"testing"
 	"time"
 
-	promconfig "github.com/prometheus/common/config"
-
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
-	"github.com/veeam-failover/veeam_failover_exporter/veeam"
-	"github.com/veeam-failover/veeam_failover_exporter/veeam/em"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
-	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
 // The tests of this file run against the simulator over HTTPS, with
@@ -32,38 +26,7 @@ func startSimTLS(t *testing.T, o simulator.Options) *simEnv {
 	if !strings.HasPrefix(env.sim.VSPCURL(), "https://") {
 		t.Fatalf("simulator not on HTTPS: %s", env.sim.VSPCURL())
 	}
-	env.actors = newTLSActors(t, env.sim)
 	return env
-}
-
-// newTLSActors makes a set of clients that trust the simulator's CA.
-func newTLSActors(t *testing.T, sim *simulator.Simulator) map[string]any {
-	t.Helper()
-	opts := func(name, url string) veeam.ClientOptions {
-		return veeam.ClientOptions{Name: name, URL: url, Username: simulator.DefaultUsername,
-			Password: simulator.DefaultPassword, Timeout: 5 * time.Second,
-			HTTPClientConfig: promconfig.HTTPClientConfig{TLSConfig: promconfig.TLSConfig{CA: string(sim.CACertPEM())}}}
-	}
-	vc, err := vspc.New(opts("vspc", sim.VSPCURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ec, err := em.New(opts("em", sim.EMURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bc, err := vbr.New(opts("vbr", sim.VBRURL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = vc.Close(ctx)
-		_ = ec.Close(ctx)
-		_ = bc.Close(ctx)
-	})
-	return map[string]any{"vspc": vc, "em": ec, "vbr": bc}
 }
 
 // cloudPlan returns a Ready VSPC plan of type Cloud or Tenant, not one of
@@ -311,7 +274,7 @@ func TestVSPCAsyncResultExpired(t *testing.T) {
 	// The exporter is down while the start finishes and VSPC forgets its
 	// async action.
 	time.Sleep(2500 * time.Millisecond)
-	h2 := newHarness(t, cfg, newTLSActors(t, env.sim), Options{})
+	h2 := newHarness(t, cfg, newActors(t, env.sim), Options{})
 	outs := h2.wait(t, 7*time.Second)
 	if len(outs) != 1 || outs[0].Outcome != outcomeSuccess {
 		t.Fatalf("outcomes %+v", outs)
@@ -588,8 +551,8 @@ func TestOutcomeWrittenOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := outcomeLine{Time: sent, Event: eventOutcome, Rule: "r", Object: rec.Object, Action: rec.Action, Target: "vspc",
-		RequestID: rec.RequestID, Outcome: outcomeSuccess, Message: "plan is Success"}
+	line := outcomeLine{actionAudit: actionAudit{Time: sent, Event: eventOutcome, Rule: "r", Object: rec.Object, Action: rec.Action,
+		Target: "vspc", RequestID: rec.RequestID}, Outcome: outcomeSuccess, Message: "plan is Success"}
 	if err := writeFileAtomic(cfg.StateFile, data); err != nil {
 		t.Fatal(err)
 	}
