@@ -136,5 +136,9 @@
 // state.go); release.go gives back what an unsent action took, pending.go
 // evaluates kept decisions again, reconcile.go reads the audit log back
 // (orphan decisions, rebuilding a lost state file). Webhook bodies are
-// parsed strictly (strictjson.go: exact-case keys, no key twice).
+// parsed strictly (strictjson.go: exact-case keys, no key twice). With
+// trigger.coordination.etcd, coord.go keeps that memory in etcd instead
+// (package coordination): one fenced claim per object, shared dedup keys,
+// cooldowns, rate-limit use and slots, hand-over of the actions of replicas
+// that stopped, and 503 without a quorum.
 package trigger
