@@ -254,6 +254,10 @@ type vspcAPI struct {
 
 	backups     []*vspcBackup
 	backupProps propTable[*vspcBackup]
+	// backupsMatching caches, by filter text, the backups a filter keeps:
+	// the list never changes once built, and scanning it for every page
+	// made paging it quadratic in the estate.
+	backupsMatching sync.Map // string -> []*vspcBackup
 }
 
 type vspcServer struct {

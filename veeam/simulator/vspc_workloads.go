@@ -131,7 +131,22 @@ func (a *vspcAPI) listBackups(req *vspcRequest) vspcResp {
 	if err != nil {
 		return queryErr(err)
 	}
-	page, total := lq.page(a.backups)
+	items := a.backups
+	if raw, _ := req.q.get("filter"); lq.filter != nil {
+		if v, ok := a.backupsMatching.Load(raw); ok {
+			items = v.([]*vspcBackup)
+		} else {
+			items = nil
+			for _, b := range a.backups {
+				if lq.filter(b) {
+					items = append(items, b)
+				}
+			}
+			a.backupsMatching.Store(raw, items)
+		}
+		lq.filter = nil
+	}
+	page, total := lq.page(items)
 	var b bytes.Buffer
 	writeCollection(&b, page, total, lq.offset, func(b *bytes.Buffer, bk *vspcBackup) { a.writeBackup(b, bk, lq.sel) })
 	return vspcResp{status: http.StatusOK, body: b.Bytes()}
