@@ -77,9 +77,17 @@ func (e estate) lists(sim simulator.Estate, now time.Time) []list {
 			sessions++
 		}
 	}
+	replication := 0
+	for _, b := range sim.VSPC.Backups {
+		if b.BackupType == "Replication" {
+			replication++
+		}
+	}
 	return []list{
 		{simulator.APIVSPC, "failover plans", len(sim.VSPC.Plans), vspc.PageSize},
 		{simulator.APIVSPC, "failover plan objects", len(sim.VSPC.Objects), vspc.PageSize},
+		// The VMs' recovery points: the Replication chains, filtered by VSPC.
+		{simulator.APIVSPC, "replication restore points", replication, vspc.PageSize},
 		{simulator.APIEM, "failover plans", len(sim.EM.Plans), em.PageSize},
 		{simulator.APIEM, "cloud failover sessions", sessions, em.PageSize},
 		{simulator.APIVBR, "replicas", len(sim.VBR.Replicas), vbr.PageSize},
