@@ -48,7 +48,8 @@ type Options struct {
 	// Gatherer gathers the exporter's own metrics, served on /metrics.
 	Gatherer prometheus.Gatherer
 	// Registerer receives promhttp_metric_handler_requests_total and
-	// _in_flight; nil leaves the handlers uninstrumented.
+	// _in_flight, which count /metrics and /probe together (both are
+	// scrapes); nil leaves the handlers uninstrumented.
 	Registerer prometheus.Registerer
 	// MaxRequests > 0 answers 503 to requests beyond this many at once,
 	// /metrics and /probe together (node_exporter's --web.max-requests).
@@ -85,7 +86,10 @@ func New(exporters Exporters, o Options) *Handlers {
 	h.metrics = h.limit(http.HandlerFunc(h.serveMetrics))
 	h.probe = h.limit(http.HandlerFunc(h.serveProbe))
 	if o.Registerer != nil {
+		// The second call finds the first's collectors registered and
+		// shares them (promhttp handles AlreadyRegisteredError).
 		h.metrics = promhttp.InstrumentMetricHandler(o.Registerer, h.metrics)
+		h.probe = promhttp.InstrumentMetricHandler(o.Registerer, h.probe)
 	}
 	return h
 }

@@ -3,6 +3,7 @@ package exposition_test
 import (
 	"context"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -239,6 +240,48 @@ func TestMetricsOwnOnly(t *testing.T) {
 	}
 	if up := upOf(decode(t, get(t, exposition.New(fixed(e), exposition.Options{}).Metrics(), "/metrics", nil))); len(up) != 3 {
 		t.Errorf("/metrics served veeam_up for %v, want the three targets", up)
+	}
+}
+
+// TestProbeInstrumented: probes count in promhttp_metric_handler_requests_total
+// by status code, with the scrapes of /metrics, on one registry.
+func TestProbeInstrumented(t *testing.T) {
+	_, e := setup(t, collector.Options{})
+	reg := prometheus.NewRegistry()
+	h := exposition.New(fixed(e), exposition.Options{Gatherer: reg, Registerer: reg, OwnOnly: true})
+	for _, c := range []struct {
+		handler http.Handler
+		url     string
+		code    int
+	}{
+		{h.Probe(), "/probe?target=vbr", http.StatusOK},
+		{h.Probe(), "/probe?target=vspc", http.StatusOK},
+		{h.Probe(), "/probe?target=nosuch", http.StatusBadRequest},
+		{h.Metrics(), "/metrics", http.StatusOK},
+	} {
+		if resp := get(t, c.handler, c.url, nil); resp.StatusCode != c.code {
+			t.Fatalf("%s: %d, want %d", c.url, resp.StatusCode, c.code)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "promhttp_metric_handler_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && m.GetCounter().GetValue() > 0 {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if want := map[string]float64{"200": 3, "400": 1}; !maps.Equal(got, want) {
+		t.Errorf("promhttp_metric_handler_requests_total by code: %v, want %v (two probes and /metrics, one unknown target)", got, want)
 	}
 }
 

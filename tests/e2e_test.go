@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -22,9 +23,15 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
-// The job name of the exporter in examples/prometheus.yml, which the example
-// rules use too.
-const exporterJob = "veeam_failover"
+// The job names of examples/prometheus.yml, which the example rules select
+// (job=~"veeam_failover.*"): the exporter's /metrics, and one job per Veeam
+// server through /probe?target=NAME. The test probes the demo's VSPC target,
+// which /metrics serves too (the exporter keeps its default
+// --web.targets-on-metrics): the job label tells the two apart.
+const (
+	exporterJob = "veeam_failover"
+	probeJob    = "veeam_failover_" + vspcTarget
+)
 
 // waitFor bounds each step of the end-to-end test; the steps together take
 // well under the two minutes the whole test may use.
@@ -104,6 +111,15 @@ func TestEndToEnd(t *testing.T) {
 		}
 		got := labelValuesOf(s, "target")
 		return equalStrings(got, []string{emTarget, vbrTarget, vspcTarget}), fmt.Sprintf("targets up: %v", got)
+	}, procs...)
+	// The /probe job reads the VSPC target alone.
+	eventually(t, waitFor, "veeam_up == 1 for the VSPC target alone through /probe", func() (bool, string) {
+		s, err := pc.query(`veeam_up{job="` + probeJob + `"} == 1`)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := labelValuesOf(s, "target")
+		return equalStrings(got, []string{vspcTarget}), fmt.Sprintf("targets up through /probe: %v", got)
 	}, procs...)
 
 	// The plan, object and replica metrics match the simulator's truth.
@@ -211,6 +227,7 @@ func TestEndToEnd(t *testing.T) {
 
 	checkDashboardQueries(t, pc, procs)
 	checkRules(t, pc)
+	checkProbeJob(t, pc, procs)
 	if v, ok, _ := pc.scalarOf(`max(max_over_time(scrape_duration_seconds{job="` + exporterJob + `"}[10m]))`); ok {
 		t.Logf("slowest scrape of the exporter: %.3fs (timeout 1s)", v)
 	}
@@ -235,8 +252,8 @@ func pickSentinelPlan(plans []simulator.VSPCPlan, exclude ...string) (simulator.
 	return simulator.VSPCPlan{}, false
 }
 
-// checkEstate compares the plan, object and replica metrics in Prometheus
-// with the simulator's estate.
+// checkEstate compares the plan, object and replica metrics that Prometheus
+// scraped from /metrics with the simulator's estate.
 func checkEstate(t *testing.T, pc promClient, est simulator.Estate, procs []*proctest.Process) {
 	t.Helper()
 	statuses := map[string]float64{}
@@ -257,14 +274,14 @@ func checkEstate(t *testing.T, pc promClient, est simulator.Estate, procs []*pro
 		what, expr, by string
 		want           map[string]float64
 	}{
-		{"VSPC plans by status", `count by (status) (veeam_failover_plan_status{target="` + vspcTarget + `"} == 1)`, "status", statuses},
-		{"plans per target", `count by (target) (veeam_failover_plan_info)`, "target",
+		{"VSPC plans by status", `count by (status) (veeam_failover_plan_status{job="` + exporterJob + `", target="` + vspcTarget + `"} == 1)`, "status", statuses},
+		{"plans per target", `count by (target) (veeam_failover_plan_info{job="` + exporterJob + `"})`, "target",
 			map[string]float64{vspcTarget: float64(len(est.VSPC.Plans)), emTarget: float64(len(est.EM.Plans))}},
-		{"VMs in plans per target", `sum by (target) (veeam_failover_plan_objects)`, "target",
+		{"VMs in plans per target", `sum by (target) (veeam_failover_plan_objects{job="` + exporterJob + `"})`, "target",
 			map[string]float64{vspcTarget: float64(objects), emTarget: float64(emVMs)}},
-		{"VSPC VMs with an object series", `count by (target) (veeam_failover_plan_object_info{target="` + vspcTarget + `"})`, "target",
+		{"VSPC VMs with an object series", `count by (target) (veeam_failover_plan_object_info{job="` + exporterJob + `", target="` + vspcTarget + `"})`, "target",
 			map[string]float64{vspcTarget: float64(len(est.VSPC.Objects))}},
-		{"replicas by state", `count by (state) (veeam_replica_state{target="` + vbrTarget + `"} == 1)`, "state", replicaStates},
+		{"replicas by state", `count by (state) (veeam_replica_state{job="` + exporterJob + `", target="` + vbrTarget + `"} == 1)`, "state", replicaStates},
 	}
 	for _, c := range checks {
 		eventually(t, waitFor, c.what+" match the simulator", func() (bool, string) {
@@ -390,7 +407,8 @@ func checkRules(t *testing.T, pc promClient) {
 }
 
 // writePrometheusConfig writes a Prometheus config that scrapes the exporter
-// every second, evaluates the example rules (with every `for` cut to 0s, so
+// every second, on /metrics and, relabelled as in examples/prometheus.yml, on
+// /probe for the VSPC target; evaluates the example rules (with every `for` cut to 0s, so
 // that they fire at once) and a test rule that asks for a failover of site A
 // when the sentinel plan has status Failed, and sends to Alertmanager.
 func writePrometheusConfig(t *testing.T, dir, exporterAddr, amAddr, sentinelID, sentinelBID string) string {
@@ -434,10 +452,21 @@ alerting:
     - static_configs:
         - targets: [%q]
 scrape_configs:
-  - job_name: %q
+  - job_name: %[4]q
     static_configs:
-      - targets: [%q]
-`, rulesFile, siteDownFile, amAddr, exporterJob, exporterAddr)
+      - targets: [%[5]q]
+  - job_name: %[6]q
+    metrics_path: /probe
+    static_configs:
+      - targets: [%[7]q]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__param_target]
+        target_label: instance
+      - target_label: __address__
+        replacement: %[5]q
+`, rulesFile, siteDownFile, amAddr, exporterJob, exporterAddr, probeJob, vspcTarget)
 	configFile := filepath.Join(dir, "prometheus.yml")
 	for name, content := range map[string][]byte{rulesFile: rules, siteDownFile: []byte(siteDown), configFile: []byte(config)} {
 		if err := os.WriteFile(name, content, 0o600); err != nil {
@@ -605,4 +634,129 @@ func joinMap(m map[string]string) string {
 		fmt.Fprintf(&b, "  %s: %s\n", k, m[k])
 	}
 	return b.String()
+}
+
+// ownMetricsRE matches the exporter's own families (its trigger, its API
+// clients, its config and process), which /metrics serves and /probe does not.
+var ownMetricsRE = regexp.MustCompile(`\b(?:veeam_(?:trigger|api|exporter|failover_exporter)_|process_|go_|promhttp_)`)
+
+// checkProbeJob runs, for the VSPC target, every dashboard query about a
+// Veeam target's series and every recording rule on the /probe job, and wants
+// from each the series (less job and instance) and values that it gives on
+// the /metrics job: the dashboards and the rules serve a provider who scrapes
+// each Veeam server through /probe as they serve /metrics.
+func checkProbeJob(t *testing.T, pc promClient, procs []*proctest.Process) {
+	t.Helper()
+	type check struct{ where, metricsExpr, probeExpr string }
+	var checks []check
+	forJob := func(expr, job string) string {
+		expr = strings.ReplaceAll(expr, "$job", job)
+		return substitute(strings.ReplaceAll(expr, "$target", vspcTarget))
+	}
+	for _, d := range loadDashboards(t) {
+		for _, q := range d.queries() {
+			if !strings.Contains(q.expr, "$target") || ownMetricsRE.MatchString(q.expr) {
+				continue
+			}
+			checks = append(checks, check{q.where, forJob(q.expr, exporterJob), forJob(q.expr, probeJob)})
+		}
+	}
+	queries := len(checks)
+	rules, err := pc.rules()
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if r.Type != "recording" || seen[r.Name] {
+			continue
+		}
+		seen[r.Name] = true
+		sel := func(job string) string {
+			return fmt.Sprintf(`{__name__=%q, job=%q, target=%q}`, r.Name, job, vspcTarget)
+		}
+		checks = append(checks, check{"recording rule " + r.Name, sel(exporterJob), sel(probeJob)})
+	}
+	if queries == 0 || len(seen) == 0 {
+		t.Fatalf("%d dashboard queries and %d recording rules to run on the /probe job, want some of each", queries, len(seen))
+	}
+
+	var withData, empty []string
+	eventually(t, waitFor, "the /probe job answers every dashboard query and recording rule as /metrics does", func() (bool, string) {
+		withData, empty = nil, nil
+		var diffs []string
+		for _, c := range checks {
+			want, err := pc.query(c.metricsExpr)
+			if err != nil {
+				return false, err.Error()
+			}
+			got, err := pc.query(c.probeExpr)
+			if err != nil {
+				return false, err.Error()
+			}
+			// A duration is the exporter's own timing of each read: the
+			// series must match, their values not.
+			if d := diffSeries(want, got, !strings.Contains(c.probeExpr, "_duration_seconds")); d != "" {
+				diffs = append(diffs, fmt.Sprintf("  %s: %s\n    %s", c.where, d, c.probeExpr))
+				continue
+			}
+			if len(want) == 0 {
+				empty = append(empty, c.where)
+			} else {
+				withData = append(withData, c.where)
+			}
+		}
+		return len(diffs) == 0, fmt.Sprintf("%d of %d differ between the jobs:\n%s", len(diffs), len(checks), strings.Join(diffs, "\n"))
+	}, procs...)
+	// The comparison must not pass on empty answers alone: most dashboard
+	// queries and the per-plan and per-target rules have VSPC data.
+	if len(withData) < len(checks)/2 {
+		t.Errorf("only %d of %d queries and rules have data for %s; without data:\n  %s",
+			len(withData), len(checks), vspcTarget, strings.Join(empty, "\n  "))
+	}
+	t.Logf("/probe job %s: %d dashboard queries and %d recording rules give the /metrics job's series; %d have no data for a VSPC target: %s",
+		probeJob, queries, len(seen), len(empty), strings.Join(empty, "; "))
+}
+
+// diffSeries compares two query answers less their job and instance labels:
+// the same label sets and, with values, values within 2% (the two jobs are
+// scraped at slightly different times, and ages move with time()). It
+// returns "" when they agree.
+func diffSeries(want, got []promSample, values bool) string {
+	key := func(m map[string]string) string {
+		var parts []string
+		for _, k := range sortedKeys(m) {
+			if k != "job" && k != "instance" {
+				parts = append(parts, k+"="+strconvQuote(m[k]))
+			}
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	index := func(s []promSample) map[string]float64 {
+		out := make(map[string]float64, len(s))
+		for _, x := range s {
+			out[key(x.Metric)] = x.Value
+		}
+		return out
+	}
+	w, g := index(want), index(got)
+	var diffs []string
+	for _, k := range sortedKeys(w) {
+		gv, ok := g[k]
+		switch {
+		case !ok:
+			diffs = append(diffs, "missing "+k)
+		case values && math.Abs(gv-w[k]) > 0.02*math.Max(math.Abs(gv), math.Abs(w[k])):
+			diffs = append(diffs, fmt.Sprintf("%s = %v, /metrics job %v", k, gv, w[k]))
+		}
+	}
+	for _, k := range sortedKeys(g) {
+		if _, ok := w[k]; !ok {
+			diffs = append(diffs, "extra "+k)
+		}
+	}
+	if len(diffs) > 5 {
+		diffs = append(diffs[:5], fmt.Sprintf("and %d more", len(diffs)-5))
+	}
+	return strings.Join(diffs, "; ")
 }
