@@ -414,7 +414,7 @@ func testEstate(t *testing.T, seed int64, all bool) {
 		}
 		byStatus[[2]string{plan, status}]++
 		expect(t, s, k("veeam_failover_plan_object_info", "target", "vspc", "plan_id", plan, "object_id", id, "object", o.Name, "host", o.HostName), 1)
-		if pt, ok := points[id]; ok {
+		if pt, ok := points[objectKey(o)]; ok {
 			expect(t, s, k("veeam_failover_plan_object_latest_restore_point_timestamp_seconds", "target", "vspc", "plan_id", plan, "object_id", id), unix(pt))
 		} else if count(s, "veeam_failover_plan_object_latest_restore_point_timestamp_seconds", "object_id", id) > 0 {
 			t.Errorf("object %s has no replication point but a latest restore point series", id)
@@ -477,36 +477,72 @@ func testEstate(t *testing.T, seed int64, all bool) {
 	expectReplicas(t, s, est.VBR)
 }
 
-// replicationPoints is the truth the recovery points come from: per VM
-// (lower-case virtualMachineUid), the newest latestRestorePointDate of its
-// Replication chains. Backup and BackupCopy chains are not what a failover
-// restores.
-func replicationPoints(e simulator.VSPCEstate) map[string]time.Time {
-	return newestPerVM(e, func(b simulator.VSPCBackup) bool { return b.BackupType == "Replication" })
+// serverVM is a VM as one backup server sees it (lower-case ids): a plan
+// fails over to a replica of its own backup server.
+type serverVM struct{ server, vm string }
+
+func objectKey(o simulator.VSPCPlanObject) serverVM {
+	return serverVM{strings.ToLower(o.BackupServerUID), strings.ToLower(o.InstanceUID)}
 }
 
-func newestPerVM(e simulator.VSPCEstate, keep func(simulator.VSPCBackup) bool) map[string]time.Time {
-	out := map[string]time.Time{}
+// replicationPoints is the truth the recovery points come from: per backup
+// server and VM, the newest latestRestorePointDate of each Replication job,
+// and the oldest of those when several jobs replicate the VM (the plan may
+// fail over to either). Backup and BackupCopy chains are not what a
+// failover restores.
+func replicationPoints(e simulator.VSPCEstate) map[serverVM]time.Time {
+	perJob := map[[3]string]time.Time{}
+	for _, b := range e.Backups {
+		if b.BackupType != "Replication" || b.LatestRestorePointDate == nil {
+			continue
+		}
+		k := [3]string{strings.ToLower(b.BackupServerUID), strings.ToLower(b.VirtualMachineUID), strings.ToLower(b.JobUID)}
+		if t, ok := perJob[k]; !ok || b.LatestRestorePointDate.After(t) {
+			perJob[k] = *b.LatestRestorePointDate
+		}
+	}
+	out := map[serverVM]time.Time{}
+	for k, t := range perJob {
+		sv := serverVM{k[0], k[1]}
+		if cur, ok := out[sv]; !ok || t.Before(cur) {
+			out[sv] = t
+		}
+	}
+	return out
+}
+
+// newestPerVM is what a careless reader would take: the newest point of
+// the chains kept, per backup server and VM, or per VM alone (server "")
+// when anyServer.
+func newestPerVM(e simulator.VSPCEstate, anyServer bool, keep func(simulator.VSPCBackup) bool) map[serverVM]time.Time {
+	out := map[serverVM]time.Time{}
 	for _, b := range e.Backups {
 		if !keep(b) || b.LatestRestorePointDate == nil {
 			continue
 		}
-		vm := strings.ToLower(b.VirtualMachineUID)
-		if t, ok := out[vm]; !ok || b.LatestRestorePointDate.After(t) {
-			out[vm] = *b.LatestRestorePointDate
+		sv := serverVM{strings.ToLower(b.BackupServerUID), strings.ToLower(b.VirtualMachineUID)}
+		if anyServer {
+			sv.server = ""
+		}
+		if t, ok := out[sv]; !ok || b.LatestRestorePointDate.After(t) {
+			out[sv] = *b.LatestRestorePointDate
 		}
 	}
 	return out
 }
 
 // planPoints is, per plan with VMs (lower-case id), the oldest of its VMs'
-// points and how many VMs have none.
-func planPoints(e simulator.VSPCEstate, points map[string]time.Time) (oldest map[string]time.Time, without map[string]int) {
+// points and how many VMs have none. Points keyed with an empty server are
+// looked up by VM alone.
+func planPoints(e simulator.VSPCEstate, points map[serverVM]time.Time) (oldest map[string]time.Time, without map[string]int) {
 	oldest, without = map[string]time.Time{}, map[string]int{}
 	for _, o := range e.Objects {
 		plan := strings.ToLower(o.PlanUID)
 		without[plan] += 0
-		pt, ok := points[strings.ToLower(o.InstanceUID)]
+		pt, ok := points[objectKey(o)]
+		if !ok {
+			pt, ok = points[serverVM{"", strings.ToLower(o.InstanceUID)}]
+		}
 		if !ok {
 			without[plan]++
 			continue
@@ -520,7 +556,7 @@ func planPoints(e simulator.VSPCEstate, points map[string]time.Time) (oldest map
 
 // expectPlanRecoveryPoints checks every plan's recovery point and count of
 // VMs without one against the estate.
-func expectPlanRecoveryPoints(t *testing.T, s map[string]float64, e simulator.VSPCEstate, points map[string]time.Time) {
+func expectPlanRecoveryPoints(t *testing.T, s map[string]float64, e simulator.VSPCEstate, points map[serverVM]time.Time) {
 	t.Helper()
 	oldest, without := planPoints(e, points)
 	var missing int
@@ -916,7 +952,7 @@ func TestPlanRecoveryPoint(t *testing.T) {
 	expectPlanRecoveryPoints(t, s, est, points)
 	withPoint := map[string]bool{}
 	for _, o := range est.Objects {
-		if _, ok := points[strings.ToLower(o.InstanceUID)]; ok {
+		if _, ok := points[objectKey(o)]; ok {
 			withPoint[strings.ToLower(o.PlanUID)] = true
 		}
 	}
@@ -924,17 +960,28 @@ func TestPlanRecoveryPoint(t *testing.T) {
 		t.Errorf("%d plans with a recovery point, want %d", got, len(withPoint))
 	}
 
-	// What a missing type filter would report: it must differ, or this
-	// test could not catch it.
-	anyChain, _ := planPoints(est, newestPerVM(est, func(simulator.VSPCBackup) bool { return true }))
-	differs := 0
-	for plan, pt := range anyChain {
-		if s[k("veeam_failover_plan_recovery_point_timestamp_seconds", "target", "vspc", "plan_id", plan)] != unix(pt) {
-			differs++
+	// What a missing type filter, a join by VM alone, or the newest of
+	// several jobs would report: each must differ, or this test could not
+	// catch it.
+	replication := func(b simulator.VSPCBackup) bool { return b.BackupType == "Replication" }
+	for _, careless := range []struct {
+		name   string
+		points map[serverVM]time.Time
+	}{
+		{"reading every chain", newestPerVM(est, false, func(simulator.VSPCBackup) bool { return true })},
+		{"joining by VM alone", newestPerVM(est, true, replication)},
+		{"taking the newest job", newestPerVM(est, false, replication)},
+	} {
+		wrong, _ := planPoints(est, careless.points)
+		differs := 0
+		for plan, pt := range wrong {
+			if v, ok := s[k("veeam_failover_plan_recovery_point_timestamp_seconds", "target", "vspc", "plan_id", plan)]; !ok || v != unix(pt) {
+				differs++
+			}
 		}
-	}
-	if differs == 0 {
-		t.Fatal("reading every chain gives the same plan recovery points: the test cannot catch a missing type filter")
+		if differs == 0 {
+			t.Errorf("%s gives the same plan recovery points: the test cannot catch it", careless.name)
+		}
 	}
 
 	// One paged list of backups for the estate, never a request per VM.

@@ -59,7 +59,13 @@ func TestSeriesPerVM(t *testing.T) {
 	vms := plans * perPlan
 	sim := startSim(t, simulator.Options{Seed: 1, Now: fixedClock, VSPC: simulator.VSPCOptions{Plans: plans, ObjectsPerPlan: perPlan, BackupServers: 10}})
 	tgt := target(t, sim, veeam.TypeVSPC, "vspc", simulator.DefaultPassword)
-	withPoint := len(replicationPoints(sim.Estate().VSPC))
+	points := replicationPoints(sim.Estate().VSPC)
+	withPoint := 0
+	for _, o := range sim.Estate().VSPC.Objects {
+		if _, ok := points[objectKey(o)]; ok {
+			withPoint++
+		}
+	}
 	withSession := 0
 	for _, o := range sim.Estate().VSPC.Objects {
 		if o.RestoreSession != nil && o.RestoreSession.BackupStatus != "" {

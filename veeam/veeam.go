@@ -104,14 +104,15 @@ type FailoverPlanObject struct {
 }
 
 // RecoveryPoint is what a VM would fail over to now: the newest restore
-// point of its replication chains (VSPC protectedWorkloads backups with
-// backupType Replication).
+// point of its replication chain (VSPC protectedWorkloads backups with
+// backupType Replication) on a backup server; with several replication
+// jobs, the oldest of their newest points (vspc.RecoveryPoints).
 type RecoveryPoint struct {
-	// VMID is virtualMachineUid, the join key to a plan object's ID.
+	// VMID is virtualMachineUid and BackupServerID backupServerUid, the
+	// join keys to a plan object's ID and BackupServerID.
 	VMID           string
 	BackupServerID string
-	// JobID and BackupID are the replication job and chain of the newest
-	// point.
+	// JobID and BackupID are the replication job and chain of that point.
 	JobID    string
 	BackupID string
 	// Time is latestRestorePointDate of that chain.

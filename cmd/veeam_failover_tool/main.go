@@ -92,10 +92,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	plansCmd := app.Command("plans", "List the failover plans of the configured VSPC and EM targets (read-only, straight from the targets).")
 	offline(plansCmd)
 	var plan string
-	planVMsCmd := app.Command("plan-vms", "List the VMs of a plan with their newest restore point (read-only).")
+	planVMsCmd := app.Command("plan-vms", "List the VMs of a plan with their recovery point: the replica of the plan's own backup server (read-only).")
 	offline(planVMsCmd)
 	planVMsCmd.Arg("plan", "Plan name or id.").Required().StringVar(&plan)
-	replicasCmd := app.Command("replicas", "List the replicas of the configured VBR targets with their newest restore points (read-only).")
+	replicasCmd := app.Command("replicas", "List the replicas of the configured VBR targets, per VM with its newest restore point, and each replica's recovery point (read-only).")
 	offline(replicasCmd)
 
 	cmd, err := app.Parse(args)

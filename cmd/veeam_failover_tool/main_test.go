@@ -18,6 +18,7 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/internal/amtest"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/targets"
 	"github.com/veeam-failover/veeam_failover_exporter/trigger"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
 // toolEnv is the demo estate (simulator over TLS), its config, and a
@@ -191,5 +192,141 @@ func TestToolOffline(t *testing.T) {
 	var errOut bytes.Buffer
 	if code := run([]string{"plan-vms", "--config.file=" + env.ConfigFile, "no such plan"}, &bytes.Buffer{}, &errOut); code != 1 || !strings.Contains(errOut.String(), "no plan named") {
 		t.Fatalf("unknown plan: %d %s", code, errOut.String())
+	}
+}
+
+// TestToolOfflineRecoveryPoints: `replicas` lists each VM of a replication
+// job's replica with its newest point, and gives the replica the oldest of
+// those; `plan-vms` gives each VM the replica of its plan's own backup
+// server, not a fresher one of another server, and of two jobs the older
+// newest point. The truth is computed here from the simulator's estate.
+func TestToolOfflineRecoveryPoints(t *testing.T) {
+	// A clock fixed to the second: the APIs' dates are not finer.
+	now := time.Now().UTC().Truncate(time.Second)
+	so := simulator.Options{Seed: 9, Now: func() time.Time { return now }, VSPC: simulator.VSPCOptions{Plans: 30, ObjectsPerPlan: 6, BackupServers: 3},
+		VBR: simulator.VBROptions{Replicas: 12, PointsPerReplica: 3, MultiVMReplicas: true}}
+	env, err := demo.Start(demo.Options{Dir: t.TempDir(), SimulatorOpts: &so})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Close() })
+	runJSON := func(v any, args ...string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if code := run(append(args, "--config.file="+env.ConfigFile, "-o", "json"), &out, &errOut); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errOut.String())
+		}
+		if err := json.Unmarshal(out.Bytes(), v); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out.String())
+		}
+	}
+	est := env.Sim.Estate()
+	low := strings.ToLower
+
+	// VBR: per replica and VM the newest point; the replica's is the oldest.
+	newest := map[[2]string]time.Time{}
+	for _, p := range est.VBR.Points {
+		k := [2]string{low(p.ReplicaID), p.Name}
+		if p.CreationTime.After(newest[k]) {
+			newest[k] = p.CreationTime
+		}
+	}
+	var reps []struct {
+		ID            string     `json:"id"`
+		RecoveryPoint *time.Time `json:"recovery_point"`
+		VMs           []struct {
+			VM          string    `json:"vm"`
+			NewestPoint time.Time `json:"newest_point"`
+		} `json:"vms"`
+	}
+	runJSON(&reps, "replicas")
+	if len(reps) != len(est.VBR.Replicas) {
+		t.Fatalf("%d replicas listed, estate has %d", len(reps), len(est.VBR.Replicas))
+	}
+	var vmRows, multiVM, spread int
+	for _, r := range reps {
+		var oldest, youngest time.Time
+		for _, v := range r.VMs {
+			want, ok := newest[[2]string{low(r.ID), v.VM}]
+			if !ok || !v.NewestPoint.Equal(want) {
+				t.Errorf("replica %s VM %s: newest %v, want %v", r.ID, v.VM, v.NewestPoint, want)
+			}
+			if oldest.IsZero() || want.Before(oldest) {
+				oldest = want
+			}
+			if want.After(youngest) {
+				youngest = want
+			}
+			vmRows++
+		}
+		if len(r.VMs) > 1 {
+			multiVM++
+		}
+		if !oldest.Equal(youngest) {
+			spread++
+		}
+		if r.RecoveryPoint == nil || !r.RecoveryPoint.Equal(oldest) {
+			t.Errorf("replica %s: recovery point %v, want %v (the oldest of its VMs' newest points)", r.ID, r.RecoveryPoint, oldest)
+		}
+	}
+	if vmRows != len(newest) || multiVM == 0 || spread == 0 {
+		t.Errorf("%d VM rows (estate %d), %d replicas of several VMs, %d whose VMs differ: the test checks too little", vmRows, len(newest), multiVM, spread)
+	}
+
+	// VSPC: per backup server and VM, the newest point of each
+	// replication job, the oldest over jobs.
+	perJob := map[[3]string]time.Time{}
+	for _, b := range est.VSPC.Backups {
+		if b.BackupType == "Replication" && b.LatestRestorePointDate != nil {
+			k := [3]string{low(b.BackupServerUID), low(b.VirtualMachineUID), low(b.JobUID)}
+			if b.LatestRestorePointDate.After(perJob[k]) {
+				perJob[k] = *b.LatestRestorePointDate
+			}
+		}
+	}
+	truth, anywhere := map[[2]string]time.Time{}, map[string]time.Time{}
+	for k, ts := range perJob {
+		if cur, ok := truth[[2]string{k[0], k[1]}]; !ok || ts.Before(cur) {
+			truth[[2]string{k[0], k[1]}] = ts
+		}
+		if ts.After(anywhere[k[1]]) {
+			anywhere[k[1]] = ts
+		}
+	}
+	// The plan with the most VMs whose replica elsewhere is fresher.
+	planOf := map[string]string{}
+	tricky := map[string]int{}
+	for _, o := range est.VSPC.Objects {
+		planOf[low(o.InstanceUID)] = o.PlanUID
+		if a := anywhere[low(o.InstanceUID)]; !a.IsZero() && !a.Equal(truth[[2]string{low(o.BackupServerUID), low(o.InstanceUID)}]) {
+			tricky[o.PlanUID]++
+		}
+	}
+	var plan string
+	for p, n := range tricky {
+		if plan == "" || n > tricky[plan] || n == tricky[plan] && p < plan {
+			plan = p
+		}
+	}
+	if plan == "" {
+		t.Fatal("no VM with a fresher replica on another server: the test could not catch a join by VM alone")
+	}
+	var vms []struct {
+		VMID         string    `json:"vm_id"`
+		RestorePoint time.Time `json:"restore_point"`
+	}
+	runJSON(&vms, "plan-vms", "--target=vspc-demo", plan)
+	server := map[string]string{}
+	for _, o := range est.VSPC.Objects {
+		server[low(o.InstanceUID)] = low(o.BackupServerUID)
+	}
+	for _, v := range vms {
+		want := truth[[2]string{server[low(v.VMID)], low(v.VMID)}]
+		if !v.RestorePoint.Equal(want) {
+			t.Errorf("plan %s VM %s: restore point %v, want %v (its own backup server's replica)", plan, v.VMID, v.RestorePoint, want)
+		}
+	}
+	if len(vms) == 0 || tricky[plan] == 0 {
+		t.Fatalf("plan %s: %d VMs listed", plan, len(vms))
 	}
 }

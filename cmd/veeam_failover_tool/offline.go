@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/config"
 	"github.com/veeam-failover/veeam_failover_exporter/internal/targets"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
+	"github.com/veeam-failover/veeam_failover_exporter/veeam/vbr"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
 )
 
@@ -97,7 +99,7 @@ func (c *cli) plans(ctx context.Context) error {
 
 func (c *cli) planVMs(ctx context.Context, plan string) error {
 	w := c.table()
-	fmt.Fprintln(w, "TARGET\tPLAN\tVM ID\tVM\tNEWEST RESTORE POINT\tAGE")
+	fmt.Fprintln(w, "TARGET\tPLAN\tVM ID\tVM\tRECOVERY POINT\tAGE")
 	var all []map[string]any
 	matched := false
 	err := c.eachTarget(func(t config.Target, cl targets.Client) error {
@@ -160,10 +162,28 @@ func (c *cli) planVMs(ctx context.Context, plan string) error {
 	return w.Flush()
 }
 
+// replicas lists each replica once per VM (a replica may be a replication
+// job of several VMs): the VM's newest point and what it allows, and the
+// replica's recovery point, the oldest of its VMs' newest points. The
+// grouping is the collector's (vbr.PointsByReplica, vbr.LatestPerVM).
 func (c *cli) replicas(ctx context.Context) error {
 	w := c.table()
-	fmt.Fprintln(w, "TARGET\tREPLICA ID\tNAME\tSTATE\tPOINTS\tNEWEST POINT\tALLOWED OPERATIONS")
-	var all []map[string]any
+	fmt.Fprintln(w, "TARGET\tREPLICA ID\tNAME\tSTATE\tRECOVERY POINT\tVM\tPOINTS\tNEWEST POINT\tALLOWED OPERATIONS")
+	type vmRow struct {
+		VM                string    `json:"vm"`
+		Points            int       `json:"points"`
+		NewestPoint       time.Time `json:"newest_point"`
+		AllowedOperations []string  `json:"allowed_operations"`
+	}
+	type replicaRow struct {
+		Target        string     `json:"target"`
+		ID            string     `json:"id"`
+		Name          string     `json:"name"`
+		State         string     `json:"state"`
+		RecoveryPoint *time.Time `json:"recovery_point"` // null without points
+		VMs           []vmRow    `json:"vms"`
+	}
+	all := []replicaRow{}
 	err := c.eachTarget(func(t config.Target, cl targets.Client) error {
 		l, ok := cl.(replicaLister)
 		if !ok {
@@ -177,22 +197,33 @@ func (c *cli) replicas(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		newest := map[string]veeam.ReplicaPoint{}
-		count := map[string]int{}
-		for _, p := range pts {
-			count[p.ReplicaID]++
-			if n, ok := newest[p.ReplicaID]; !ok || p.CreationTime.After(n.CreationTime) {
-				newest[p.ReplicaID] = p
-			}
+		for i := range pts {
+			pts[i].ReplicaID = veeam.NormalizeID(pts[i].ReplicaID)
 		}
+		byReplica := vbr.PointsByReplica(pts)
 		for _, r := range rs {
-			n, at := newest[r.ID], "-"
-			if !n.CreationTime.IsZero() {
-				at = n.CreationTime.UTC().Format(time.RFC3339)
+			row := replicaRow{Target: t.Name, ID: r.ID, Name: r.Name, State: r.State, VMs: []vmRow{}}
+			rp := "-"
+			inReplica := byReplica[veeam.NormalizeID(r.ID)]
+			perVM, oldest := vbr.LatestPerVM(inReplica)
+			if !oldest.CreationTime.IsZero() {
+				ts := oldest.CreationTime.UTC()
+				row.RecoveryPoint, rp = &ts, ts.Format(time.RFC3339)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.Name, r.ID, r.Name, r.State, count[r.ID], at, strings.Join(n.AllowedOperations, ","))
-			all = append(all, map[string]any{"target": t.Name, "id": r.ID, "name": r.Name, "state": r.State, "points": count[r.ID],
-				"newest_point": n.CreationTime, "allowed_operations": n.AllowedOperations})
+			count := map[string]int{}
+			for _, p := range inReplica {
+				count[p.Name]++
+			}
+			for _, vm := range slices.Sorted(maps.Keys(perVM)) {
+				n := perVM[vm]
+				row.VMs = append(row.VMs, vmRow{VM: vm, Points: count[vm], NewestPoint: n.CreationTime.UTC(), AllowedOperations: n.AllowedOperations})
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", t.Name, r.ID, r.Name, r.State, rp,
+					firstNonEmpty(vm, "-"), count[vm], n.CreationTime.UTC().Format(time.RFC3339), strings.Join(n.AllowedOperations, ","))
+			}
+			if len(perVM) == 0 {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t-\t-\t0\t-\t\n", t.Name, r.ID, r.Name, r.State)
+			}
+			all = append(all, row)
 		}
 		return nil
 	})

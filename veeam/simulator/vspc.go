@@ -35,6 +35,11 @@ type VSPCOptions struct {
 	// NoReplicaEvery: about one plan VM in this many has no Replication
 	// chain (no recovery point). 0 means 12; negative means none.
 	NoReplicaEvery int
+	// OtherServerReplicaEvery: about one plan VM in this many is also
+	// replicated by another backup server (a second DR site), with a newer
+	// point than any of its own; the VM's plan, on its own server, cannot
+	// fail over to that replica. 0 means 8; negative means none.
+	OtherServerReplicaEvery int
 	// NeverRunSessionFields: objects of plans that never ran carry a
 	// restoreSession whose fields are null, instead of restoreSession: null
 	// (the default, [I, strong]); which one VSPC sends is [?].

@@ -5,6 +5,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -13,7 +14,10 @@ import (
 // PYSPC]). It is where a plan VM's recovery point is: the newest restore
 // point of its Replication chain (veeam-api.md §6.1). Every plan VM also has
 // a Backup chain with a newer point, so a reader that forgets to filter on
-// backupType gets dates that are too recent.
+// backupType gets dates that are too recent. Some VMs have a second, older
+// Replication chain from another job of the same backup server, and some are
+// also replicated by another backup server with a newer point: a reader that
+// keys points by VM alone reports a replica the plan does not fail over to.
 
 // VSPCBackup mirrors ProtectedVirtualMachineBackup (the fields kept).
 type VSPCBackup struct {
@@ -36,24 +40,28 @@ type vspcBackup struct {
 // the plans and objects stay what they were for a given seed.
 func (a *vspcAPI) generateBackups() {
 	r := mrand.New(mrand.NewPCG(uint64(a.o.Seed), 0x5653504300000002))
-	draw := func() uid {
-		var u uid
-		for i := 0; i < 16; i += 8 {
-			v := r.Uint64()
-			for j := range 8 {
-				u.b[i+j] = byte(v >> (8 * j))
-			}
-		}
-		u.b[6] = u.b[6]&0x0f | 0x40
-		u.b[8] = u.b[8]&0x3f | 0x80
-		u.upper = r.IntN(5) == 0
-		return u
-	}
+	draw := func() uid { return drawUID(r) }
 	ago := func(lo, hi time.Duration) time.Duration {
 		l, h := math.Log(float64(lo)), math.Log(float64(hi))
 		return time.Duration(math.Exp(l + r.Float64()*(h-l))).Truncate(time.Second)
 	}
 	now := a.o.Now().UTC().Truncate(time.Second)
+	// Chains on other backup servers come from a stream of their own, so
+	// that the others stay what they were for a given seed.
+	other := mrand.New(mrand.NewPCG(uint64(a.o.Seed), 0x5653504300000003))
+	otherEvery := a.o.VSPC.OtherServerReplicaEvery
+	if otherEvery == 0 {
+		otherEvery = 8
+	}
+	// The other server is another server of the plans, or one outside
+	// them when the plans have a single one.
+	servers := []uid{drawUID(other)}
+	for _, p := range a.plans {
+		if !slices.ContainsFunc(servers, func(s uid) bool { return s.b == p.serverUID.b }) {
+			servers = append(servers, p.serverUID)
+		}
+	}
+	otherJobs := map[[16]byte]uid{} // by server: one replication job each
 	jobs := map[*vspcPlan][3]uid{}
 	var out []*vspcBackup
 	for _, o := range a.objects {
@@ -81,6 +89,23 @@ func (a *vspcAPI) generateBackups() {
 				chain("Replication", j[2], now.Add(-ago(4*24*time.Hour, 9*24*time.Hour)))
 			}
 		}
+		if otherEvery > 0 && other.IntN(otherEvery) == 0 {
+			// The same VM replicated by another backup server, fresher
+			// than any replica of its own server.
+			srv := servers[other.IntN(len(servers))]
+			if srv.b == p.serverUID.b {
+				srv = servers[0]
+			}
+			job, ok := otherJobs[srv.b]
+			if !ok {
+				job = drawUID(other)
+				otherJobs[srv.b] = job
+			}
+			ovm := vm
+			ovm.upper = other.IntN(2) == 0
+			out = append(out, &vspcBackup{uid: drawUID(other), vm: ovm, job: job, server: srv, repo: drawUID(other),
+				typ: "Replication", latest: now.Add(-time.Duration(1+other.IntN(9)) * time.Minute), points: 1 + other.IntN(14), size: int64(1+other.IntN(400)) << 30})
+		}
 		chain("Backup", j[1], now.Add(-ago(time.Minute, 10*time.Minute)))
 		if r.IntN(4) == 0 {
 			chain("BackupCopy", draw(), now.Add(-ago(time.Minute, 12*time.Minute)))
@@ -89,6 +114,22 @@ func (a *vspcAPI) generateBackups() {
 	r.Shuffle(len(out), func(i, k int) { out[i], out[k] = out[k], out[i] })
 	a.backups = out
 	a.backupProps = vspcBackupProps()
+}
+
+// drawUID draws a random (version 4) UUID from r; about one in five is
+// emitted upper-case.
+func drawUID(r *mrand.Rand) uid {
+	var u uid
+	for i := 0; i < 16; i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			u.b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	u.b[6] = u.b[6]&0x0f | 0x40
+	u.b[8] = u.b[8]&0x3f | 0x80
+	u.upper = r.IntN(5) == 0
+	return u
 }
 
 func vspcBackupProps() propTable[*vspcBackup] {

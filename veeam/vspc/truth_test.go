@@ -14,24 +14,36 @@ import (
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 )
 
-// wantRecoveryPoints is the truth: the newest Replication chain date per
-// VM, from the simulator's estate.
-func wantRecoveryPoints(e simulator.VSPCEstate) map[string]time.Time {
-	want := map[string]time.Time{}
+// serverVM is a VM as one backup server sees it (lower-case ids).
+type serverVM struct{ server, vm string }
+
+// wantRecoveryPoints is the truth, from the simulator's estate: per backup
+// server and VM, the newest Replication point of each job, and the oldest of
+// those when several jobs replicate the VM.
+func wantRecoveryPoints(e simulator.VSPCEstate) map[serverVM]time.Time {
+	low := strings.ToLower
+	perJob := map[[3]string]time.Time{}
 	for _, b := range e.Backups {
 		if b.BackupType != "Replication" || b.LatestRestorePointDate == nil {
 			continue
 		}
-		vm := strings.ToLower(b.VirtualMachineUID)
-		if t, ok := want[vm]; !ok || b.LatestRestorePointDate.After(t) {
-			want[vm] = *b.LatestRestorePointDate
+		k := [3]string{low(b.BackupServerUID), low(b.VirtualMachineUID), low(b.JobUID)}
+		if t, ok := perJob[k]; !ok || b.LatestRestorePointDate.After(t) {
+			perJob[k] = *b.LatestRestorePointDate
+		}
+	}
+	want := map[serverVM]time.Time{}
+	for k, t := range perJob {
+		sv := serverVM{k[0], k[1]}
+		if cur, ok := want[sv]; !ok || t.Before(cur) {
+			want[sv] = t
 		}
 	}
 	return want
 }
 
 func TestReplicationRestorePoints(t *testing.T) {
-	// 400 plans of 3 VMs: about 1,300 chains, three pages of 500 even
+	// 400 plans of 3 VMs: about 1,500 chains, three pages of 500 even
 	// after the type filter.
 	s := simtest.Start(t, simulator.Options{Seed: 21, VSPC: simulator.VSPCOptions{Plans: 400, ObjectsPerPlan: 3}})
 	c := newTestClient(t, clientOptions(s), nil)
@@ -43,12 +55,12 @@ func TestReplicationRestorePoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := wantRecoveryPoints(e)
-	if len(got) != len(want) || len(want) < 1000 {
-		t.Fatalf("%d recovery points, want %d", len(got), len(want))
+	if len(want) < 1000 {
+		t.Fatalf("estate has %d recovery points", len(want))
 	}
-	for vm, wt := range want {
-		if g := got[vm]; !g.Time.Equal(wt) {
-			t.Fatalf("VM %s: recovery point %v, want %v (the newest Replication chain)", vm, g.Time, wt)
+	for sv, wt := range want {
+		if g := got[RecoveryPointKey(sv.server, sv.vm)]; !g.Time.Equal(wt) {
+			t.Fatalf("VM %s on %s: recovery point %v, want %v", sv.vm, sv.server, g.Time, wt)
 		}
 	}
 	// Every Backup chain is newer than the VM's replica: reading them as
@@ -56,7 +68,7 @@ func TestReplicationRestorePoints(t *testing.T) {
 	var newer int
 	for _, b := range e.Backups {
 		if b.BackupType == "Backup" {
-			if wt, ok := want[strings.ToLower(b.VirtualMachineUID)]; ok && b.LatestRestorePointDate.After(wt) {
+			if wt, ok := want[serverVM{strings.ToLower(b.BackupServerUID), strings.ToLower(b.VirtualMachineUID)}]; ok && b.LatestRestorePointDate.After(wt) {
 				newer++
 			}
 		}
@@ -74,31 +86,61 @@ func TestReplicationRestorePoints(t *testing.T) {
 		}
 	}
 
-	// The join: every plan object with a replica finds it, the others
-	// are missing, and the plan's point is the oldest over its VMs.
+	// The join: every plan object finds the replica of its own backup
+	// server, the others are missing, and the plan's point is the oldest
+	// over its VMs.
 	objs, err := c.ListFailoverPlanObjects(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// What keying by VM alone (newest over every chain) would report.
+	newestAnywhere := map[string]time.Time{}
+	for sv, wt := range want {
+		if wt.After(newestAnywhere[sv.vm]) {
+			newestAnywhere[sv.vm] = wt
+		}
+	}
+	truth := func(o veeam.FailoverPlanObject) (time.Time, bool) {
+		wt, ok := want[serverVM{o.BackupServerID, o.ID}]
+		return wt, ok
+	}
 	byPlan := map[string][]veeam.FailoverPlanObject{}
-	var missing int
+	var missing, otherServer, otherServerOnly int
 	for _, o := range objs {
+		if o.BackupServerID == "" {
+			t.Fatalf("object %s has no backup server", o.Name)
+		}
 		byPlan[o.PlanID] = append(byPlan[o.PlanID], o)
-		if _, ok := RecoveryPointOf(o, got); !ok {
+		wt, inTruth := truth(o)
+		p, ok := RecoveryPointOf(o, got)
+		switch {
+		case !ok && inTruth:
+			t.Fatalf("object %s not joined", o.Name)
+		case ok && !inTruth:
+			t.Fatalf("object %s joined to %+v, a replica of another backup server", o.Name, p)
+		case ok && !p.Time.Equal(wt):
+			t.Fatalf("object %s: %v, want %v", o.Name, p.Time, wt)
+		case !ok:
 			missing++
-			if _, inTruth := want[o.ID]; inTruth {
-				t.Fatalf("object %s not joined", o.Name)
+		}
+		if n := newestAnywhere[o.ID]; !n.IsZero() && !n.Equal(wt) {
+			otherServer++
+			if !inTruth {
+				otherServerOnly++
 			}
 		}
 	}
 	if missing == 0 || missing > len(objs)/5 {
 		t.Errorf("%d of %d objects without a recovery point", missing, len(objs))
 	}
+	if otherServer == 0 || otherServerOnly == 0 {
+		t.Errorf("%d VMs with a fresher replica on another server, %d with one there only: the test could not catch a join by VM alone", otherServer, otherServerOnly)
+	}
 	for plan, os := range byPlan {
 		oldest, miss, ok := PlanRecoveryPoint(os, got)
 		var w time.Time
 		for _, o := range os {
-			if t0, found := want[o.ID]; found && (w.IsZero() || t0.Before(w)) {
+			if t0, found := truth(o); found && (w.IsZero() || t0.Before(w)) {
 				w = t0
 			}
 		}
@@ -106,10 +148,70 @@ func TestReplicationRestorePoints(t *testing.T) {
 			t.Fatalf("plan %s: oldest %v %v, want %v", plan, oldest, ok, w)
 		}
 		for _, m := range miss {
-			if _, found := want[m.ID]; found {
+			if _, found := truth(m); found {
 				t.Fatalf("plan %s: %s reported missing", plan, m.Name)
 			}
 		}
+	}
+}
+
+// TestRecoveryPointJoin: a VM seen by two backup servers, and replicated by
+// two jobs of one of them. A plan object takes its own server's replica
+// and, of two jobs, the older of their newest points (the plan may fail
+// over to either); only an object without a backup server is joined by VM
+// alone, and then to the oldest candidate.
+func TestRecoveryPointJoin(t *testing.T) {
+	const (
+		vm      = "5f0c6a9e-1111-4a5b-9c3d-000000000001"
+		siteA   = "aaaaaaaa-0000-4000-8000-00000000000a"
+		siteB   = "bbbbbbbb-0000-4000-8000-00000000000b"
+		noPoint = "5f0c6a9e-1111-4a5b-9c3d-000000000002"
+	)
+	at := func(h int) time.Time { return time.Date(2026, 5, 1, h, 0, 0, 0, time.UTC) }
+	chain := func(server, job, id string, h int) veeam.RecoveryPoint {
+		return veeam.RecoveryPoint{VMID: vm, BackupServerID: server, JobID: job, BackupID: id, Time: at(h)}
+	}
+	points := RecoveryPoints([]veeam.RecoveryPoint{
+		chain(siteA, "job-1", "a1-old", 2),
+		chain(siteA, "job-1", "a1", 9), // job 1's newest
+		chain(siteA, "job-2", "a2", 6), // job 2 is behind: the honest point
+		chain(siteB, "job-3", "b3", 11),
+		{VMID: noPoint, BackupServerID: siteA, JobID: "job-1"}, // no restore point yet
+		{BackupServerID: siteA, JobID: "job-1", Time: at(12)},  // no VM id
+	})
+	for _, tc := range []struct {
+		name         string
+		obj          veeam.FailoverPlanObject
+		want         string // BackupID, "" when none
+		wantHour     int
+		wantNotFound bool
+	}{
+		{name: "site A, two jobs", obj: veeam.FailoverPlanObject{ID: vm, BackupServerID: siteA}, want: "a2", wantHour: 6},
+		{name: "site B", obj: veeam.FailoverPlanObject{ID: vm, BackupServerID: siteB}, want: "b3", wantHour: 11},
+		{name: "upper-case ids", obj: veeam.FailoverPlanObject{ID: strings.ToUpper(vm), BackupServerID: strings.ToUpper(siteB)}, want: "b3", wantHour: 11},
+		{name: "by the session's protected VM", obj: veeam.FailoverPlanObject{ID: "other", ProtectedVMID: vm, BackupServerID: siteB}, want: "b3", wantHour: 11},
+		{name: "another server has no replica", obj: veeam.FailoverPlanObject{ID: vm, BackupServerID: "cccccccc-0000-4000-8000-00000000000c"}, wantNotFound: true},
+		{name: "no backup server: oldest candidate", obj: veeam.FailoverPlanObject{ID: vm}, want: "a2", wantHour: 6},
+		{name: "no restore point", obj: veeam.FailoverPlanObject{ID: noPoint, BackupServerID: siteA}, wantNotFound: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, ok := RecoveryPointOf(tc.obj, points)
+			if tc.wantNotFound {
+				if ok {
+					t.Fatalf("joined to %+v, want none", p)
+				}
+				return
+			}
+			if !ok || p.BackupID != tc.want || !p.Time.Equal(at(tc.wantHour)) {
+				t.Fatalf("joined to %+v (%v), want chain %s at %v", p, ok, tc.want, at(tc.wantHour))
+			}
+		})
+	}
+	// A plan of the VM on site A and a VM without a point: site A's
+	// honest point, and one VM missing.
+	oldest, missing, ok := PlanRecoveryPoint([]veeam.FailoverPlanObject{{ID: vm, BackupServerID: siteA}, {ID: noPoint, BackupServerID: siteA}}, points)
+	if !ok || !oldest.Equal(at(6)) || len(missing) != 1 || missing[0].ID != noPoint {
+		t.Fatalf("plan: %v %v missing %+v", oldest, ok, missing)
 	}
 }
 

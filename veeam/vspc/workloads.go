@@ -66,43 +66,87 @@ func DecodeReplicationPoints(body []byte) ([]veeam.RecoveryPoint, int, error) {
 
 // ListReplicationRestorePoints reads, in one paged list for the whole
 // estate (GET /api/v3/protectedWorkloads/virtualMachines/backups, filtered
-// on backupType Replication), the newest replication restore point of each
-// protected VM, keyed by virtualMachineUid (lower case). Backup and backup
-// copy chains are ignored: they are not what a failover restores. A VM in
-// several replication jobs gets its newest point over them. VMs without a
+// on backupType Replication), the recovery point of each VM as each backup
+// server sees it (see RecoveryPoints for the map). Backup and backup copy
+// chains are ignored: they are not what a failover restores. VMs without a
 // replication point are absent.
-//
-// The join to a failover plan object (veeam-api.md §6.1, [I]) is
-// RecoveryPointOf: the object's instanceUid ("UID assigned to a VM included
-// in a failover plan") equals virtualMachineUid ("UID assigned to a
-// protected VM"); failing that, restoreSession.instanceUid ("protected VM")
-// does.
 func (c *Client) ListReplicationRestorePoints(ctx context.Context) (map[string]veeam.RecoveryPoint, error) {
 	pts, err := rest.List(ctx, c.conn, backupsPath, url.Values{"filter": {replicationFilter}}, "offset", PageSize,
 		DecodeReplicationPoints, func(p veeam.RecoveryPoint) string { return p.BackupID })
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]veeam.RecoveryPoint)
-	for _, p := range pts {
+	return RecoveryPoints(pts), nil
+}
+
+// RecoveryPoints folds replication chains into recovery points, keyed by
+// RecoveryPointKey(backupServerUid, virtualMachineUid) and, for plan objects
+// that name no backup server, by virtualMachineUid alone.
+//
+// A failover plan fails over to a replica of its own backup server, so a VM
+// replicated by another server (a second DR site) does not count for it.
+// Within one server, a VM replicated by several jobs has one chain each, and
+// which replica the plan fails over to is not in the API: the recovery point
+// is then the oldest of the jobs' newest points, never better than the worst
+// candidate. The VM-only entry is, by the same rule, the oldest over its
+// servers. Chains without a VM id or a restore point are skipped.
+func RecoveryPoints(chains []veeam.RecoveryPoint) map[string]veeam.RecoveryPoint {
+	// Newest per (server, VM, job), then oldest per (server, VM) and per VM.
+	type chainKey struct{ server, vm, job string }
+	newest := make(map[chainKey]veeam.RecoveryPoint, len(chains))
+	for _, p := range chains {
 		if p.VMID == "" || p.Time.IsZero() {
 			continue
 		}
-		if cur, ok := out[p.VMID]; !ok || p.Time.After(cur.Time) {
-			out[p.VMID] = p
+		k := chainKey{p.BackupServerID, p.VMID, p.JobID}
+		if cur, ok := newest[k]; !ok || p.Time.After(cur.Time) {
+			newest[k] = p
 		}
 	}
-	return out, nil
+	out := make(map[string]veeam.RecoveryPoint, 2*len(newest))
+	older := func(key string, p veeam.RecoveryPoint) {
+		if cur, ok := out[key]; !ok || p.Time.Before(cur.Time) || p.Time.Equal(cur.Time) && p.BackupID < cur.BackupID {
+			out[key] = p
+		}
+	}
+	for _, p := range newest {
+		older(RecoveryPointKey(p.BackupServerID, p.VMID), p)
+		older(p.VMID, p)
+	}
+	return out
 }
 
-// RecoveryPointOf joins a plan object to its VM's recovery point: by the
-// object's ID, then by its restore session's protected VM id.
+// RecoveryPointKey is the key of a VM's recovery point as a backup server
+// sees it, in RecoveryPoints' map: "<backup server id>/<VM id>", both
+// normalised (veeam.NormalizeID).
+func RecoveryPointKey(backupServerID, vmID string) string {
+	return veeam.NormalizeID(backupServerID) + "/" + veeam.NormalizeID(vmID)
+}
+
+// RecoveryPointOf joins a plan object to its VM's recovery point on the
+// object's backup server: by the object's ID (instanceUid, "UID assigned to
+// a VM included in a failover plan", = virtualMachineUid [I]), then by its
+// restore session's protected VM id. Only an object without a backup server
+// is joined by VM id alone. IDs compare case-insensitively.
 func RecoveryPointOf(o veeam.FailoverPlanObject, points map[string]veeam.RecoveryPoint) (veeam.RecoveryPoint, bool) {
-	if p, ok := points[o.ID]; ok && o.ID != "" {
-		return p, true
-	}
-	if p, ok := points[o.ProtectedVMID]; ok && o.ProtectedVMID != "" {
-		return p, true
+	server := veeam.NormalizeID(o.BackupServerID)
+	for _, vm := range [2]string{o.ID, o.ProtectedVMID} {
+		if vm = veeam.NormalizeID(vm); vm == "" {
+			continue
+		}
+		var p veeam.RecoveryPoint
+		var ok bool
+		if server == "" {
+			p, ok = points[vm]
+		} else {
+			// A key built on the stack: the lookup does not allocate.
+			var buf [128]byte
+			k := append(append(append(buf[:0], server...), '/'), vm...)
+			p, ok = points[string(k)]
+		}
+		if ok {
+			return p, true
+		}
 	}
 	return veeam.RecoveryPoint{}, false
 }
