@@ -62,7 +62,7 @@ var (
 		"VM in a failover plan, always 1; from "+srcVSPCObjects+".",
 		labelTarget, labelPlanID, labelObjectID, "object", "host")
 	objectLatestPoint = gaugeFamily("veeam_failover_plan_object_latest_restore_point_timestamp_seconds",
-		"Newest replication restore point of the VM, what a failover now would restore, Unix time; "+srcVSPCBackups+", joined on virtualMachineUid.",
+		"Newest replication restore point of the VM on its plan's backup server (with several replication jobs, the oldest of their newest points): what a failover now would restore, Unix time; "+srcVSPCBackups+", joined on backupServerUid and virtualMachineUid.",
 		labelTarget, labelPlanID, labelObjectID)
 	objectLastStatus = statesetFamily("veeam_failover_plan_object_last_session_status",
 		"Status of the VM's last failover session (not its recovery point), for VMs that have one; "+srcVSPCObjects+" (restoreSession.backupStatus).",
