@@ -458,9 +458,13 @@ func (b *coordBackend) Save(s *state) error {
 			continue
 		}
 		if o.owner != c.st.ID() {
-			return fmt.Errorf("etcd: action %s: %w (the claim went with the lease)", a.RequestID, coordination.ErrLeaseLost)
+			// Claimed under a session that ended: the replica that adopts it
+			// writes it now (coordDropStale drops it here).
+			continue
 		}
-		ctx, cancel := context.WithTimeout(b.t.ctx, coordOpTimeout)
+		// Not cancelled by Close: "sent" after a call in flight at
+		// shutdown must reach the adopting replica.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(b.t.ctx), coordOpTimeout)
 		err = c.st.Put(ctx, actionKey(a.RequestID), data)
 		cancel()
 		if err != nil {
@@ -488,7 +492,7 @@ func (b *coordBackend) savePending(s *state) error {
 		}
 		return fmt.Errorf("%w: %w", errCoordination, coordination.ErrNoSession)
 	}
-	ctx, cancel := context.WithTimeout(b.t.ctx, coordOpTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.t.ctx), coordOpTimeout)
 	defer cancel()
 	current := map[string]bool{}
 	for _, pd := range s.pending {
@@ -586,7 +590,7 @@ func (t *Trigger) coordReleaseLocked(rec *actionRecord, outcome string) {
 	defer cancel()
 	now := t.now()
 	records := map[string][]byte{}
-	if (outcome == outcomeTimeout || outcome == outcomeUncertain) && rec.ObjectKey != "" {
+	if holdsObject(rec, outcome) {
 		h := sharedHold{objectHold: objectHold{Object: rec.ObjectKey, RequestID: rec.RequestID, Rule: rec.Rule, Action: rec.Action,
 			Outcome: outcome, Until: now.Add(time.Duration(t.cfg.ActionTimeout))}, Owner: o.owner}
 		records[holdKey(rec.ObjectKey)], _ = json.Marshal(h)
@@ -741,6 +745,7 @@ func (t *Trigger) coordScan() {
 		return
 	}
 	me := c.st.ID()
+	t.coordDropStale(me)
 	alive := map[string]bool{}
 	view := &coordStatus{Store: "etcd", Up: true, Replica: me, Actions: []coordActionJSON{}, Claims: []coordClaimJSON{}}
 	for _, e := range entries {
@@ -780,6 +785,31 @@ func (t *Trigger) coordScan() {
 	t.mu.Unlock()
 }
 
+// coordDropStale stops following the actions this replica owned under a
+// session that has ended (me is the current one): their claims went with
+// the lease, and the replica that adopts them (this one too, under its new
+// session) tracks them from the shared record. Their trackers stop when
+// they find them gone from the local state.
+func (t *Trigger) coordDropStale(me string) {
+	if me == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for rid, o := range t.coord.owned {
+		if o.owner == me {
+			continue
+		}
+		delete(t.coord.owned, rid)
+		delete(t.coord.saved, rid)
+		if rec := t.store.action(rid); rec != nil {
+			t.logger.Warn("this replica's etcd session changed: an action claimed under the old one is left to the replica that adopts it",
+				"rule", rec.Rule, "object", rec.Object, "request_id", rid, "status", rec.Status, "old_owner", o.owner)
+			t.store.removeAction(rid)
+		}
+	}
+}
+
 // coordLeftover ends a record of this replica's session that no local
 // action matches: a Decide whose answer was lost after it committed, or an
 // end whose shared part failed. It was never sent by this session if it is
@@ -801,19 +831,16 @@ func (t *Trigger) coordLeftover(ctx context.Context, sa *sharedAction) {
 
 // coordAdopt takes over an action whose owner's lease is gone: it claims
 // the object (the owner's claim went with its lease) and ends or tracks
-// the action here. A record found decided was never sent: abandoned and
-// released. One found sending may have reached Veeam: uncertain, never
-// resent, its memory and a hold kept. One found sent is tracked to its end.
+// the action here. sa is the record as listed, which may be older than the
+// owner's last write: once the claim is won (the dead owner's fenced writes
+// can no longer land) the record is read again and that status decides. A
+// record found decided was never sent: abandoned and released. One found
+// sending may have reached Veeam: uncertain, never resent, its memory and a
+// hold kept. One found sent is tracked to its end.
 func (t *Trigger) coordAdopt(ctx context.Context, sa *sharedAction) {
 	c := t.coord
 	rec := sa.Record
-	me := c.st.ID()
 	if kinds[rec.Action] == nil {
-		return
-	}
-	next := sharedAction{Owner: me, AdoptedFrom: sa.Owner, Record: rec, Prev: sa.Prev}
-	data, err := json.Marshal(next)
-	if err != nil {
 		return
 	}
 	t.mu.Lock()
@@ -821,8 +848,37 @@ func (t *Trigger) coordAdopt(ctx context.Context, sa *sharedAction) {
 	if t.closed || t.store.action(rec.RequestID) != nil {
 		return
 	}
-	res, err := c.st.Decide(ctx, coordination.Decision{Key: claimKeyOf(rec), Records: map[string][]byte{actionKey(rec.RequestID): data}})
+	key := claimKeyOf(rec)
+	res, err := c.st.Decide(ctx, coordination.Decision{Key: key})
 	if err != nil || !res.Won {
+		return
+	}
+	giveBack := func(why string, err error) {
+		if rerr := c.st.Release(ctx, key, nil, nil); rerr != nil {
+			t.logger.Error("a claim taken to adopt an action could not be released; it goes with this replica's lease", "object", key, "err", rerr)
+		}
+		t.logger.Debug("action not adopted", "request_id", rec.RequestID, "reason", why, "err", err)
+	}
+	e, found, err := c.st.Get(ctx, actionKey(rec.RequestID))
+	var cur sharedAction
+	switch {
+	case err != nil:
+		giveBack("its record could not be read again", err)
+		return
+	case !found:
+		giveBack("it ended meanwhile", nil)
+		return
+	case json.Unmarshal(e.Value, &cur) != nil || cur.Record == nil || claimKeyOf(cur.Record) != key || cur.Owner == res.Owner:
+		giveBack("its record changed meanwhile", nil)
+		return
+	}
+	sa, rec = &cur, cur.Record
+	data, err := json.Marshal(sharedAction{Owner: res.Owner, AdoptedFrom: sa.Owner, Record: rec, Prev: sa.Prev})
+	if err == nil {
+		err = c.st.Put(ctx, actionKey(rec.RequestID), data)
+	}
+	if err != nil {
+		giveBack("its record could not be written", err)
 		return
 	}
 	c.owned[rec.RequestID] = &ownedAction{owner: res.Owner, adoptedFrom: sa.Owner, prev: sa.Prev}
