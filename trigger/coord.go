@@ -810,6 +810,18 @@ func (t *Trigger) coordDropStale(me string) {
 	}
 }
 
+// coordStaleLocked reports whether this replica no longer owns an action
+// it follows: it was claimed under a session that has ended (or dropped for
+// that reason).
+func (t *Trigger) coordStaleLocked(rec *actionRecord) bool {
+	c := t.coord
+	if c == nil {
+		return false
+	}
+	o := c.owned[rec.RequestID]
+	return t.store.action(rec.RequestID) != rec || o == nil || o.owner != c.st.ID()
+}
+
 // coordLeftover ends a record of this replica's session that no local
 // action matches: a Decide whose answer was lost after it committed, or an
 // end whose shared part failed. It was never sent by this session if it is

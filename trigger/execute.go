@@ -308,9 +308,9 @@ func (t *Trigger) track(rec *actionRecord, tr *tracking, resumed bool) {
 		case <-timer.C:
 		}
 		t.mu.Lock()
-		if t.coord != nil && t.store.action(rec.RequestID) != rec {
-			// Dropped when this replica's etcd session changed
-			// (coordDropStale): the adopting replica tracks it.
+		if t.coordStaleLocked(rec) {
+			// Claimed under an etcd session that ended: the adopting
+			// replica tracks it (coord.go).
 			t.mu.Unlock()
 			return
 		}
