@@ -39,6 +39,16 @@ func revokeLease(t *testing.T, cluster *etcdtest.Cluster, owner string) {
 	}
 }
 
+// waitSharedStatus waits for the shared record of an action to have status.
+func waitSharedStatus(t *testing.T, h *harness, rid, status string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		e, found, err := h.tr.coord.st.Get(context.Background(), actionKey(rid))
+		var sa sharedAction
+		return err == nil && found && json.Unmarshal(e.Value, &sa) == nil && sa.Record != nil && sa.Record.Status == status
+	})
+}
+
 // outcomesOf is h's outcomes for one request id.
 func outcomesOf(h *harness, rid string) []outcomeLine {
 	var out []outcomeLine
@@ -121,11 +131,7 @@ func TestCoordSessionChange(t *testing.T) {
 		t.Fatalf("%s (%s)", verdict(d), d.Reason)
 	}
 	// "sending" is written, the call is on its way: the lease ends.
-	waitFor(t, func() bool {
-		e, found, err := a.tr.coord.st.Get(context.Background(), actionKey(d.RequestID))
-		var sa sharedAction
-		return err == nil && found && json.Unmarshal(e.Value, &sa) == nil && sa.Record.Status == statusSending
-	})
+	waitSharedStatus(t, a, d.RequestID, statusSending)
 	old := a.tr.coord.st.ID()
 	revokeLease(t, cluster, old)
 	waitForWithin(t, 10*time.Second, func() bool { id := a.tr.coord.st.ID(); return id != "" && id != old })
@@ -159,12 +165,12 @@ func TestCoordCloseWritesSent(t *testing.T) {
 	p := env.readyPlans(t, 1)[0]
 	cfg := coordConfig(t, cluster, "/closesent/", newRule("r", config.ActionVSPCPlanStart, "vspc", withPlan(p.InstanceUID)))
 	a, b := replica(t, env, cfg, "a"), replica(t, env, cfg, "b")
-	before := env.posts(simulator.APIVSPC, vspcPlansPath)
 	env.sim.SetFault(simulator.APIVSPC, simulator.Fault{Method: http.MethodPost, PathPrefix: vspcPlansPath, Latency: 1500 * time.Millisecond, Count: 1})
-	if d := only(t, a.post(t, alertBody("g", "r")), "r"); verdict(d) != verdictDecided {
+	d := only(t, a.post(t, alertBody("g", "r")), "r")
+	if verdict(d) != verdictDecided {
 		t.Fatalf("%s (%s)", verdict(d), d.Reason)
 	}
-	waitFor(t, func() bool { return env.posts(simulator.APIVSPC, vspcPlansPath) > before })
+	waitSharedStatus(t, a, d.RequestID, statusSending)
 	closeHarness(t, a)
 	o := waitOutcome(t, b, 15*time.Second)
 	if o.Outcome != outcomeSuccess {
