@@ -275,62 +275,83 @@ func (t *Trigger) coordDecideUnlocked(ctx context.Context, rec *actionRecord, r 
 	if rec.ObjectKey != "" {
 		names = append(names, holdKey(rec.ObjectKey))
 	}
-	got, err := c.getAll(ctx, names)
-	if err != nil {
-		return fail(err)
-	}
-	for _, k := range keys {
-		var sd sharedDedup
-		if v, ok := got[dedupKey(k)]; ok && json.Unmarshal(v, &sd) == nil && sd.Until.After(now) {
-			return guardDedup, fmt.Sprintf("already handled for this alert group and startsAt (request id %s, replica %s)", sd.RequestID, sd.Owner), nil
-		}
-	}
+	// The claim's transaction compares what was read (Unchanged): a quick
+	// decide-call-release by another replica in between is seen, and the
+	// memory read again.
+	var res coordination.Result
+	var sa sharedAction
+	var recJSON []byte
 	var prev []cooldownJSON
-	for _, n := range cdNames {
-		var sc sharedCooldown
-		v, ok := got[n]
-		if !ok || json.Unmarshal(v, &sc) != nil {
-			continue
+	for attempt := 0; ; attempt++ {
+		entries, err := c.getAllEntries(ctx, names)
+		if err != nil {
+			return fail(err)
 		}
-		prev = append(prev, cooldownJSON{Action: sc.Action, Object: sc.Object, At: sc.At})
-		if until := sc.At.Add(r.cooldown); r.cooldown > 0 && until.After(now) {
-			return guardCooldown, fmt.Sprintf("last %s on this object at %s by replica %s; cooldown %s until %s", sc.Action,
-				sc.At.UTC().Format(time.RFC3339), sc.Owner, r.cooldown, until.UTC().Format(time.RFC3339)), nil
+		got := make(map[string][]byte, len(entries))
+		unchanged := make(map[string]int64, len(names))
+		for _, n := range names {
+			unchanged[n] = entries[n].ModRevision // 0: absent
+			if e, ok := entries[n]; ok {
+				got[n] = e.Value
+			}
 		}
-	}
-	if rec.ObjectKey != "" {
-		var h sharedHold
-		if v, ok := got[holdKey(rec.ObjectKey)]; ok && json.Unmarshal(v, &h) == nil && h.Until.After(now) {
-			return guardTargetState, fmt.Sprintf("action %s (%s, rule %s, replica %s) on this object ended %s; the object stays locked until %s (it may still be running)",
-				h.RequestID, h.Action, h.Rule, h.Owner, h.Outcome, h.Until.UTC().Format(time.RFC3339)), nil
+		for _, k := range keys {
+			var sd sharedDedup
+			if v, ok := got[dedupKey(k)]; ok && json.Unmarshal(v, &sd) == nil && sd.Until.After(now) {
+				return guardDedup, fmt.Sprintf("already handled for this alert group and startsAt (request id %s, replica %s)", sd.RequestID, sd.Owner), nil
+			}
 		}
-	}
+		prev = nil
+		for _, n := range cdNames {
+			var sc sharedCooldown
+			v, ok := got[n]
+			if !ok || json.Unmarshal(v, &sc) != nil {
+				continue
+			}
+			prev = append(prev, cooldownJSON{Action: sc.Action, Object: sc.Object, At: sc.At})
+			if until := sc.At.Add(r.cooldown); r.cooldown > 0 && until.After(now) {
+				return guardCooldown, fmt.Sprintf("last %s on this object at %s by replica %s; cooldown %s until %s", sc.Action,
+					sc.At.UTC().Format(time.RFC3339), sc.Owner, r.cooldown, until.UTC().Format(time.RFC3339)), nil
+			}
+		}
+		if rec.ObjectKey != "" {
+			var h sharedHold
+			if v, ok := got[holdKey(rec.ObjectKey)]; ok && json.Unmarshal(v, &h) == nil && h.Until.After(now) {
+				return guardTargetState, fmt.Sprintf("action %s (%s, rule %s, replica %s) on this object ended %s; the object stays locked until %s (it may still be running)",
+					h.RequestID, h.Action, h.Rule, h.Owner, h.Outcome, h.Until.UTC().Format(time.RFC3339)), nil
+			}
+		}
 
-	// The claim, with everything it decides.
-	sa := sharedAction{Owner: owner, Record: rec, Prev: prev}
-	recJSON, err := json.Marshal(sa)
-	if err != nil {
-		return fail(err)
-	}
-	records := map[string][]byte{actionKey(rec.RequestID): recJSON}
-	for _, k := range keys {
-		records[dedupKey(k)], _ = json.Marshal(sharedDedup{Until: until, RequestID: rec.RequestID, Owner: owner})
-	}
-	for _, k := range cks {
-		if k.action != legacyRuleScope {
-			records[cooldownName(k)], _ = json.Marshal(sharedCooldown{Action: k.action, Object: k.object, At: now, RequestID: rec.RequestID, Owner: owner})
+		// The claim, with everything it decides.
+		sa = sharedAction{Owner: owner, Record: rec, Prev: prev}
+		recJSON, err = json.Marshal(sa)
+		if err != nil {
+			return fail(err)
 		}
-	}
-	res, err := c.st.Decide(ctx, coordination.Decision{
-		Key:     claimKeyOf(rec),
-		Records: records,
-		Rate:    c.rate(cfg, rec.RequestID),
-		Slot:    c.slot(cfg, rec.RequestID),
-	})
-	if err != nil {
-		// The outcome is unknown: if it committed, the record names this
-		// replica with status decided and the scan releases it.
-		return fail(err)
+		records := map[string][]byte{actionKey(rec.RequestID): recJSON}
+		for _, k := range keys {
+			records[dedupKey(k)], _ = json.Marshal(sharedDedup{Until: until, RequestID: rec.RequestID, Owner: owner})
+		}
+		for _, k := range cks {
+			if k.action != legacyRuleScope {
+				records[cooldownName(k)], _ = json.Marshal(sharedCooldown{Action: k.action, Object: k.object, At: now, RequestID: rec.RequestID, Owner: owner})
+			}
+		}
+		res, err = c.st.Decide(ctx, coordination.Decision{
+			Key:       claimKeyOf(rec),
+			Records:   records,
+			Rate:      c.rate(cfg, rec.RequestID),
+			Slot:      c.slot(cfg, rec.RequestID),
+			Unchanged: unchanged,
+		})
+		if err != nil {
+			// The outcome is unknown: if it committed, the record names this
+			// replica with status decided and the scan releases it.
+			return fail(err)
+		}
+		if res.Refused != coordination.RefusedChanged || attempt == 2 {
+			break
+		}
 	}
 	switch res.Refused {
 	case "":
@@ -341,6 +362,8 @@ func (t *Trigger) coordDecideUnlocked(ctx context.Context, rec *actionRecord, r 
 			cfg.RateLimit.Actions, time.Duration(cfg.RateLimit.Per)), nil
 	case coordination.RefusedMaxConcurrent:
 		return guardConcurrency, fmt.Sprintf("max_concurrent %d actions in flight over every replica", cfg.MaxConcurrent), nil
+	case coordination.RefusedChanged:
+		return guardDedup, "the shared memory of this object kept changing while this replica decided: other replicas are acting on it", nil
 	default:
 		return fail(fmt.Errorf("refused: %s", res.Refused))
 	}
@@ -379,9 +402,18 @@ func (c *coordinator) slot(cfg config.TriggerConfig, rid string) *coordination.S
 
 // getAll reads records concurrently; absent ones are left out.
 func (c *coordinator) getAll(ctx context.Context, names []string) (map[string][]byte, error) {
-	slices.Sort(names)
-	names = slices.Compact(names)
-	out := make(map[string][]byte, len(names))
+	entries, err := c.getAllEntries(ctx, names)
+	out := make(map[string][]byte, len(entries))
+	for n, e := range entries {
+		out[n] = e.Value
+	}
+	return out, err
+}
+
+// getAllEntries is getAll with each record's revision.
+func (c *coordinator) getAllEntries(ctx context.Context, names []string) (map[string]coordination.Entry, error) {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	out := make(map[string]coordination.Entry, len(names))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var first error
@@ -396,7 +428,7 @@ func (c *coordinator) getAll(ctx context.Context, names []string) (map[string][]
 			case err != nil && first == nil:
 				first = err
 			case found:
-				out[n] = e.Value
+				out[n] = e
 			}
 		}()
 	}
