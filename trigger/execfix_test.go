@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -169,5 +168,3 @@ func auditEvents(t *testing.T, path, requestID, event string) int {
 func alertBody(group, rule string) []byte {
 	return amtest.Notification(group, alertFor(rule, time.Now().Add(-time.Minute))).JSON()
 }
-
-var _ = context.Background
