@@ -23,6 +23,7 @@ const (
 	RefusedClaimed       Refusal = "claimed"        // another session (or an earlier call of this one) holds the object
 	RefusedRateLimit     Refusal = "rate_limit"     // Limit uses in the last Window
 	RefusedMaxConcurrent Refusal = "max_concurrent" // Max slots held
+	RefusedChanged       Refusal = "changed"        // a record in Unchanged changed since it was read
 )
 
 // Rate asks for one use of a rate limit shared by every replica: at most
@@ -51,6 +52,10 @@ type Decision struct {
 	Records map[string][]byte // data records written with the claim (they outlive the lease)
 	Rate    *Rate             // optional
 	Slot    *Slot             // optional
+	// Unchanged: data records the decision was based on, with the
+	// ModRevision they were read at (0: absent). If any changed since, the
+	// decision is refused (RefusedChanged) and the caller reads again.
+	Unchanged map[string]int64
 }
 
 // Result is what a Decision got.
@@ -210,6 +215,11 @@ func (s *Store) Decide(ctx context.Context, d Decision) (Result, error) {
 			return Result{}, fmt.Errorf("etcd claim %s: record: %w", d.Key, err)
 		}
 	}
+	for k := range d.Unchanged {
+		if err := checkKey(k); err != nil {
+			return Result{}, fmt.Errorf("etcd claim %s: unchanged record: %w", d.Key, err)
+		}
+	}
 	if d.Rate != nil {
 		if err := d.Rate.check(); err != nil {
 			return Result{}, fmt.Errorf("etcd claim %s: %w", d.Key, err)
@@ -249,6 +259,9 @@ func (s *Store) Decide(ctx context.Context, d Decision) (Result, error) {
 			return Result{Owner: string(cs[0].value), Refused: RefusedClaimed}, nil
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(ck), "=", 0)}
+		for _, k := range sortedKeys(d.Unchanged) {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.dataKey(k)), "=", d.Unchanged[k]))
+		}
 		var ops []clientv3.Op
 		i := 1
 		if d.Rate != nil {
@@ -286,12 +299,43 @@ func (s *Store) Decide(ctx context.Context, d Decision) (Result, error) {
 		if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 			return Result{Owner: string(kvs[0].Value), Refused: RefusedClaimed}, nil
 		}
+		if changed, err := s.changed(ctx, d.Unchanged); err != nil {
+			return Result{}, fmt.Errorf("etcd %s: read: %w", what, err)
+		} else if changed {
+			return Result{Refused: RefusedChanged}, nil
+		}
 		// A counter changed under us: read again.
 	}
 	return Result{}, fmt.Errorf("etcd %s: %w", what, ErrContention)
 }
 
-func sortedKeys(m map[string][]byte) []string {
+// changed reports whether a data record's ModRevision differs from the
+// one given (0: absent).
+func (s *Store) changed(ctx context.Context, revs map[string]int64) (bool, error) {
+	if len(revs) == 0 {
+		return false, nil
+	}
+	cli, err := s.client()
+	if err != nil {
+		return false, err
+	}
+	for _, k := range sortedKeys(revs) {
+		resp, err := cli.Get(ctx, s.dataKey(k))
+		if err != nil {
+			return false, err
+		}
+		var rev int64
+		if len(resp.Kvs) > 0 {
+			rev = resp.Kvs[0].ModRevision
+		}
+		if rev != revs[k] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -275,62 +275,83 @@ func (t *Trigger) coordDecideUnlocked(ctx context.Context, rec *actionRecord, r 
 	if rec.ObjectKey != "" {
 		names = append(names, holdKey(rec.ObjectKey))
 	}
-	got, err := c.getAll(ctx, names)
-	if err != nil {
-		return fail(err)
-	}
-	for _, k := range keys {
-		var sd sharedDedup
-		if v, ok := got[dedupKey(k)]; ok && json.Unmarshal(v, &sd) == nil && sd.Until.After(now) {
-			return guardDedup, fmt.Sprintf("already handled for this alert group and startsAt (request id %s, replica %s)", sd.RequestID, sd.Owner), nil
-		}
-	}
+	// The claim's transaction compares what was read (Unchanged): a quick
+	// decide-call-release by another replica in between is seen, and the
+	// memory read again.
+	var res coordination.Result
+	var sa sharedAction
+	var recJSON []byte
 	var prev []cooldownJSON
-	for _, n := range cdNames {
-		var sc sharedCooldown
-		v, ok := got[n]
-		if !ok || json.Unmarshal(v, &sc) != nil {
-			continue
+	for attempt := 0; ; attempt++ {
+		entries, err := c.getAllEntries(ctx, names)
+		if err != nil {
+			return fail(err)
 		}
-		prev = append(prev, cooldownJSON{Action: sc.Action, Object: sc.Object, At: sc.At})
-		if until := sc.At.Add(r.cooldown); r.cooldown > 0 && until.After(now) {
-			return guardCooldown, fmt.Sprintf("last %s on this object at %s by replica %s; cooldown %s until %s", sc.Action,
-				sc.At.UTC().Format(time.RFC3339), sc.Owner, r.cooldown, until.UTC().Format(time.RFC3339)), nil
+		got := make(map[string][]byte, len(entries))
+		unchanged := make(map[string]int64, len(names))
+		for _, n := range names {
+			unchanged[n] = entries[n].ModRevision // 0: absent
+			if e, ok := entries[n]; ok {
+				got[n] = e.Value
+			}
 		}
-	}
-	if rec.ObjectKey != "" {
-		var h sharedHold
-		if v, ok := got[holdKey(rec.ObjectKey)]; ok && json.Unmarshal(v, &h) == nil && h.Until.After(now) {
-			return guardTargetState, fmt.Sprintf("action %s (%s, rule %s, replica %s) on this object ended %s; the object stays locked until %s (it may still be running)",
-				h.RequestID, h.Action, h.Rule, h.Owner, h.Outcome, h.Until.UTC().Format(time.RFC3339)), nil
+		for _, k := range keys {
+			var sd sharedDedup
+			if v, ok := got[dedupKey(k)]; ok && json.Unmarshal(v, &sd) == nil && sd.Until.After(now) {
+				return guardDedup, fmt.Sprintf("already handled for this alert group and startsAt (request id %s, replica %s)", sd.RequestID, sd.Owner), nil
+			}
 		}
-	}
+		prev = nil
+		for _, n := range cdNames {
+			var sc sharedCooldown
+			v, ok := got[n]
+			if !ok || json.Unmarshal(v, &sc) != nil {
+				continue
+			}
+			prev = append(prev, cooldownJSON{Action: sc.Action, Object: sc.Object, At: sc.At})
+			if until := sc.At.Add(r.cooldown); r.cooldown > 0 && until.After(now) {
+				return guardCooldown, fmt.Sprintf("last %s on this object at %s by replica %s; cooldown %s until %s", sc.Action,
+					sc.At.UTC().Format(time.RFC3339), sc.Owner, r.cooldown, until.UTC().Format(time.RFC3339)), nil
+			}
+		}
+		if rec.ObjectKey != "" {
+			var h sharedHold
+			if v, ok := got[holdKey(rec.ObjectKey)]; ok && json.Unmarshal(v, &h) == nil && h.Until.After(now) {
+				return guardTargetState, fmt.Sprintf("action %s (%s, rule %s, replica %s) on this object ended %s; the object stays locked until %s (it may still be running)",
+					h.RequestID, h.Action, h.Rule, h.Owner, h.Outcome, h.Until.UTC().Format(time.RFC3339)), nil
+			}
+		}
 
-	// The claim, with everything it decides.
-	sa := sharedAction{Owner: owner, Record: rec, Prev: prev}
-	recJSON, err := json.Marshal(sa)
-	if err != nil {
-		return fail(err)
-	}
-	records := map[string][]byte{actionKey(rec.RequestID): recJSON}
-	for _, k := range keys {
-		records[dedupKey(k)], _ = json.Marshal(sharedDedup{Until: until, RequestID: rec.RequestID, Owner: owner})
-	}
-	for _, k := range cks {
-		if k.action != legacyRuleScope {
-			records[cooldownName(k)], _ = json.Marshal(sharedCooldown{Action: k.action, Object: k.object, At: now, RequestID: rec.RequestID, Owner: owner})
+		// The claim, with everything it decides.
+		sa = sharedAction{Owner: owner, Record: rec, Prev: prev}
+		recJSON, err = json.Marshal(sa)
+		if err != nil {
+			return fail(err)
 		}
-	}
-	res, err := c.st.Decide(ctx, coordination.Decision{
-		Key:     claimKeyOf(rec),
-		Records: records,
-		Rate:    c.rate(cfg, rec.RequestID),
-		Slot:    c.slot(cfg, rec.RequestID),
-	})
-	if err != nil {
-		// The outcome is unknown: if it committed, the record names this
-		// replica with status decided and the scan releases it.
-		return fail(err)
+		records := map[string][]byte{actionKey(rec.RequestID): recJSON}
+		for _, k := range keys {
+			records[dedupKey(k)], _ = json.Marshal(sharedDedup{Until: until, RequestID: rec.RequestID, Owner: owner})
+		}
+		for _, k := range cks {
+			if k.action != legacyRuleScope {
+				records[cooldownName(k)], _ = json.Marshal(sharedCooldown{Action: k.action, Object: k.object, At: now, RequestID: rec.RequestID, Owner: owner})
+			}
+		}
+		res, err = c.st.Decide(ctx, coordination.Decision{
+			Key:       claimKeyOf(rec),
+			Records:   records,
+			Rate:      c.rate(cfg, rec.RequestID),
+			Slot:      c.slot(cfg, rec.RequestID),
+			Unchanged: unchanged,
+		})
+		if err != nil {
+			// The outcome is unknown: if it committed, the record names this
+			// replica with status decided and the scan releases it.
+			return fail(err)
+		}
+		if res.Refused != coordination.RefusedChanged || attempt == 2 {
+			break
+		}
 	}
 	switch res.Refused {
 	case "":
@@ -341,6 +362,8 @@ func (t *Trigger) coordDecideUnlocked(ctx context.Context, rec *actionRecord, r 
 			cfg.RateLimit.Actions, time.Duration(cfg.RateLimit.Per)), nil
 	case coordination.RefusedMaxConcurrent:
 		return guardConcurrency, fmt.Sprintf("max_concurrent %d actions in flight over every replica", cfg.MaxConcurrent), nil
+	case coordination.RefusedChanged:
+		return guardDedup, "the shared memory of this object kept changing while this replica decided: other replicas are acting on it", nil
 	default:
 		return fail(fmt.Errorf("refused: %s", res.Refused))
 	}
@@ -379,9 +402,18 @@ func (c *coordinator) slot(cfg config.TriggerConfig, rid string) *coordination.S
 
 // getAll reads records concurrently; absent ones are left out.
 func (c *coordinator) getAll(ctx context.Context, names []string) (map[string][]byte, error) {
-	slices.Sort(names)
-	names = slices.Compact(names)
-	out := make(map[string][]byte, len(names))
+	entries, err := c.getAllEntries(ctx, names)
+	out := make(map[string][]byte, len(entries))
+	for n, e := range entries {
+		out[n] = e.Value
+	}
+	return out, err
+}
+
+// getAllEntries is getAll with each record's revision.
+func (c *coordinator) getAllEntries(ctx context.Context, names []string) (map[string]coordination.Entry, error) {
+	names = slices.Compact(slices.Sorted(slices.Values(names)))
+	out := make(map[string]coordination.Entry, len(names))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var first error
@@ -396,7 +428,7 @@ func (c *coordinator) getAll(ctx context.Context, names []string) (map[string][]
 			case err != nil && first == nil:
 				first = err
 			case found:
-				out[n] = e.Value
+				out[n] = e
 			}
 		}()
 	}
@@ -458,9 +490,13 @@ func (b *coordBackend) Save(s *state) error {
 			continue
 		}
 		if o.owner != c.st.ID() {
-			return fmt.Errorf("etcd: action %s: %w (the claim went with the lease)", a.RequestID, coordination.ErrLeaseLost)
+			// Claimed under a session that ended: the replica that adopts it
+			// writes it now (coordDropStale drops it here).
+			continue
 		}
-		ctx, cancel := context.WithTimeout(b.t.ctx, coordOpTimeout)
+		// Not cancelled by Close: "sent" after a call in flight at
+		// shutdown must reach the adopting replica.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(b.t.ctx), coordOpTimeout)
 		err = c.st.Put(ctx, actionKey(a.RequestID), data)
 		cancel()
 		if err != nil {
@@ -488,7 +524,7 @@ func (b *coordBackend) savePending(s *state) error {
 		}
 		return fmt.Errorf("%w: %w", errCoordination, coordination.ErrNoSession)
 	}
-	ctx, cancel := context.WithTimeout(b.t.ctx, coordOpTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(b.t.ctx), coordOpTimeout)
 	defer cancel()
 	current := map[string]bool{}
 	for _, pd := range s.pending {
@@ -586,7 +622,7 @@ func (t *Trigger) coordReleaseLocked(rec *actionRecord, outcome string) {
 	defer cancel()
 	now := t.now()
 	records := map[string][]byte{}
-	if (outcome == outcomeTimeout || outcome == outcomeUncertain) && rec.ObjectKey != "" {
+	if holdsObject(rec, outcome) {
 		h := sharedHold{objectHold: objectHold{Object: rec.ObjectKey, RequestID: rec.RequestID, Rule: rec.Rule, Action: rec.Action,
 			Outcome: outcome, Until: now.Add(time.Duration(t.cfg.ActionTimeout))}, Owner: o.owner}
 		records[holdKey(rec.ObjectKey)], _ = json.Marshal(h)
@@ -741,6 +777,7 @@ func (t *Trigger) coordScan() {
 		return
 	}
 	me := c.st.ID()
+	t.coordDropStale(me)
 	alive := map[string]bool{}
 	view := &coordStatus{Store: "etcd", Up: true, Replica: me, Actions: []coordActionJSON{}, Claims: []coordClaimJSON{}}
 	for _, e := range entries {
@@ -780,6 +817,43 @@ func (t *Trigger) coordScan() {
 	t.mu.Unlock()
 }
 
+// coordDropStale stops following the actions this replica owned under a
+// session that has ended (me is the current one): their claims went with
+// the lease, and the replica that adopts them (this one too, under its new
+// session) tracks them from the shared record. Their trackers stop when
+// they find them gone from the local state.
+func (t *Trigger) coordDropStale(me string) {
+	if me == "" {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for rid, o := range t.coord.owned {
+		if o.owner == me {
+			continue
+		}
+		delete(t.coord.owned, rid)
+		delete(t.coord.saved, rid)
+		if rec := t.store.action(rid); rec != nil {
+			t.logger.Warn("this replica's etcd session changed: an action claimed under the old one is left to the replica that adopts it",
+				"rule", rec.Rule, "object", rec.Object, "request_id", rid, "status", rec.Status, "old_owner", o.owner)
+			t.store.removeAction(rid)
+		}
+	}
+}
+
+// coordStaleLocked reports whether this replica no longer owns an action
+// it follows: it was claimed under a session that has ended (or dropped for
+// that reason).
+func (t *Trigger) coordStaleLocked(rec *actionRecord) bool {
+	c := t.coord
+	if c == nil {
+		return false
+	}
+	o := c.owned[rec.RequestID]
+	return t.store.action(rec.RequestID) != rec || o == nil || o.owner != c.st.ID()
+}
+
 // coordLeftover ends a record of this replica's session that no local
 // action matches: a Decide whose answer was lost after it committed, or an
 // end whose shared part failed. It was never sent by this session if it is
@@ -801,19 +875,16 @@ func (t *Trigger) coordLeftover(ctx context.Context, sa *sharedAction) {
 
 // coordAdopt takes over an action whose owner's lease is gone: it claims
 // the object (the owner's claim went with its lease) and ends or tracks
-// the action here. A record found decided was never sent: abandoned and
-// released. One found sending may have reached Veeam: uncertain, never
-// resent, its memory and a hold kept. One found sent is tracked to its end.
+// the action here. sa is the record as listed, which may be older than the
+// owner's last write: once the claim is won (the dead owner's fenced writes
+// can no longer land) the record is read again and that status decides. A
+// record found decided was never sent: abandoned and released. One found
+// sending may have reached Veeam: uncertain, never resent, its memory and a
+// hold kept. One found sent is tracked to its end.
 func (t *Trigger) coordAdopt(ctx context.Context, sa *sharedAction) {
 	c := t.coord
 	rec := sa.Record
-	me := c.st.ID()
 	if kinds[rec.Action] == nil {
-		return
-	}
-	next := sharedAction{Owner: me, AdoptedFrom: sa.Owner, Record: rec, Prev: sa.Prev}
-	data, err := json.Marshal(next)
-	if err != nil {
 		return
 	}
 	t.mu.Lock()
@@ -821,8 +892,37 @@ func (t *Trigger) coordAdopt(ctx context.Context, sa *sharedAction) {
 	if t.closed || t.store.action(rec.RequestID) != nil {
 		return
 	}
-	res, err := c.st.Decide(ctx, coordination.Decision{Key: claimKeyOf(rec), Records: map[string][]byte{actionKey(rec.RequestID): data}})
+	key := claimKeyOf(rec)
+	res, err := c.st.Decide(ctx, coordination.Decision{Key: key})
 	if err != nil || !res.Won {
+		return
+	}
+	giveBack := func(why string, err error) {
+		if rerr := c.st.Release(ctx, key, nil, nil); rerr != nil {
+			t.logger.Error("a claim taken to adopt an action could not be released; it goes with this replica's lease", "object", key, "err", rerr)
+		}
+		t.logger.Debug("action not adopted", "request_id", rec.RequestID, "reason", why, "err", err)
+	}
+	e, found, err := c.st.Get(ctx, actionKey(rec.RequestID))
+	var cur sharedAction
+	switch {
+	case err != nil:
+		giveBack("its record could not be read again", err)
+		return
+	case !found:
+		giveBack("it ended meanwhile", nil)
+		return
+	case json.Unmarshal(e.Value, &cur) != nil || cur.Record == nil || claimKeyOf(cur.Record) != key || cur.Owner == res.Owner:
+		giveBack("its record changed meanwhile", nil)
+		return
+	}
+	sa, rec = &cur, cur.Record
+	data, err := json.Marshal(sharedAction{Owner: res.Owner, AdoptedFrom: sa.Owner, Record: rec, Prev: sa.Prev})
+	if err == nil {
+		err = c.st.Put(ctx, actionKey(rec.RequestID), data)
+	}
+	if err != nil {
+		giveBack("its record could not be written", err)
 		return
 	}
 	c.owned[rec.RequestID] = &ownedAction{owner: res.Owner, adoptedFrom: sa.Owner, prev: sa.Prev}

@@ -61,10 +61,11 @@ func evidenceWindow(timeout time.Duration) time.Duration { return min(timeout, t
 // (it may not have been updated yet).
 func settleWindow(timeout time.Duration) time.Duration { return min(timeout/2, 30*time.Second) }
 
-// send makes the call. Just before, it checks again that the trigger is
-// armed (kill switch, dry-run, disarmed, closing) and makes "sending"
-// durable; if either fails the action is abandoned, never sent. It reports
-// whether the action should be tracked.
+// send makes the call. Before it, and before a second call, it checks again
+// that the trigger may call (lockIfSendable); before the first it also
+// makes "sending" durable. If either fails the action is abandoned, never
+// sent (a resend after a maybe-done answer is skipped instead: tracking
+// decides). It reports whether the action should be tracked.
 //
 // What the answer says decides what follows:
 //   - accepted: tracked by its handle;
@@ -77,20 +78,7 @@ func settleWindow(timeout time.Duration) time.Duration { return min(timeout/2, 3
 //     then tracked through state that does not depend on the answer
 //     (tr.maybe) until evidenceWindow, else uncertain.
 func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
-	kill, killReason := killSwitch(t.killSwitchPath())
-	fence := t.coordFence(rec) // coord.go: several replicas
-	t.mu.Lock()
-	why := killReason
-	if !kill {
-		if fence != "" {
-			why = fence
-		} else if dry, dryWhy := t.dryRunLocked(); dry {
-			why = dryWhy
-		} else if t.closed {
-			why = "the exporter is shutting down"
-		}
-	}
-	if why != "" {
+	if why := t.lockIfSendable(rec); why != "" {
 		rec.Unsent = true
 		t.finishLocked(rec, outcomeAbandoned, "not sent: "+why, true)
 		t.mu.Unlock()
@@ -106,7 +94,7 @@ func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 	clients := t.clients
 	t.mu.Unlock()
 
-	h, err := t.callOnce(clients, rec)
+	h, err := t.callOnce(clients, rec, time.Time{})
 	switch {
 	case err == nil || errors.Is(err, errNotSent) || errors.Is(err, veeam.ErrClosed):
 	case veeam.StatusCode(err) == http.StatusTooManyRequests:
@@ -114,19 +102,39 @@ func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 		if wait > maxRetryAfter || !t.pause(wait) {
 			break
 		}
+		// The wait may have outlived the arming or the lease: the first
+		// call was refused unprocessed, so the action ends not sent.
+		if why := t.lockIfSendable(rec); why != "" {
+			rec.Unsent = true
+			t.finishLocked(rec, outcomeAbandoned, "not sent: "+rec.Target+" refused the call without carrying it out (429) and it was not sent again: "+why, true)
+			t.mu.Unlock()
+			return false
+		}
+		t.mu.Unlock()
 		t.logger.Warn("Veeam refused the failover call with 429; sending it once more", "rule", rec.Rule, "object", rec.Object,
 			"request_id", rec.RequestID, "after", wait, "err", err)
-		h, err = t.callOnce(clients, rec)
+		h, err = t.callOnce(clients, rec, time.Time{})
 	case maybeDone(err) && kinds[rec.Action].idempotent && t.now().Add(resendPause).Sub(rec.SendingAt) < idempotencyWindow:
 		// VSPC replays the first answer to this X-Request-id if it ran the
-		// call, or runs it now if it did not: never twice.
+		// call, or runs it now if it did not: never twice. Not resent when
+		// the trigger may no longer call: the first call may have run, so
+		// tracking decides.
+		if !t.pause(resendPause) {
+			break
+		}
+		why := t.lockIfSendable(rec)
+		t.mu.Unlock()
+		if why != "" {
+			t.logger.Warn("no clear answer to the failover call; not resending it", "rule", rec.Rule, "object", rec.Object,
+				"request_id", rec.RequestID, "reason", why, "err", err)
+			break
+		}
 		t.logger.Warn("no clear answer to the failover call; resending it with the same X-Request-id within VSPC's replay window",
 			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "err", err)
-		if t.pause(resendPause) {
-			h2, err2 := t.callOnce(clients, rec)
-			if err2 == nil || maybeDone(err2) {
-				h, err = h2, err2
-			}
+		// The resend must end inside the window too.
+		h2, err2 := t.callOnce(clients, rec, rec.SendingAt.Add(idempotencyWindow))
+		if err2 == nil || maybeDone(err2) {
+			h, err = h2, err2
 		}
 	}
 
@@ -173,13 +181,40 @@ func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 	return true
 }
 
-// callOnce makes the call once under the call timeout. It is not cancelled
-// by Close: its answer (the handle to track) matters more than a fast
-// shutdown, and it is bounded.
-func (t *Trigger) callOnce(clients map[string]any, rec *actionRecord) (handle, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), t.callTimeout)
+// callOnce makes the call once under the call timeout, and before
+// deadline (t.now's clock) unless it is zero. It is not cancelled by Close:
+// its answer (the handle to track) matters more than a fast shutdown, and
+// it is bounded.
+func (t *Trigger) callOnce(clients map[string]any, rec *actionRecord, deadline time.Time) (handle, error) {
+	timeout := t.callTimeout
+	if !deadline.IsZero() {
+		timeout = min(timeout, deadline.Sub(t.now()))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), timeout)
 	defer cancel()
 	return call(ctx, clients, rec)
+}
+
+// lockIfSendable is the check before every call: the trigger is armed (no
+// kill switch, not dry-run, not closing) and, with several replicas, this
+// one still owns the action (coordFence). It returns with t.mu held, and
+// why the call must not go ("" when it may).
+func (t *Trigger) lockIfSendable(rec *actionRecord) string {
+	kill, why := killSwitch(t.killSwitchPath())
+	if !kill {
+		why = t.coordFence(rec) // coord.go: several replicas
+	}
+	t.mu.Lock()
+	if why != "" {
+		return why
+	}
+	if dry, dryWhy := t.dryRunLocked(); dry {
+		return dryWhy
+	}
+	if t.closed {
+		return "the exporter is shutting down"
+	}
+	return ""
 }
 
 // pause waits d, or reports false when the trigger closes first.
@@ -273,6 +308,12 @@ func (t *Trigger) track(rec *actionRecord, tr *tracking, resumed bool) {
 		case <-timer.C:
 		}
 		t.mu.Lock()
+		if t.coordStaleLocked(rec) {
+			// Claimed under an etcd session that ended: the adopting
+			// replica tracks it (coord.go).
+			t.mu.Unlock()
+			return
+		}
 		timeout := time.Duration(t.cfg.ActionTimeout)
 		clients := t.clients
 		t.mu.Unlock()
@@ -410,6 +451,10 @@ func (t *Trigger) noteOutcomeLocked(line outcomeLine) {
 // the state file from following, is not written twice.
 func (t *Trigger) finishLocked(rec *actionRecord, outcome, msg string, save bool) {
 	if !save && auditHasOutcome(t.cfg.AuditLog, rec.RequestID) {
+		// Its released line, if any, is in the audit log too.
+		if rec.Status == statusDecided || rec.Unsent {
+			t.forgetLocked(rec)
+		}
 		t.store.removeAction(rec.RequestID)
 		return
 	}

@@ -8,7 +8,7 @@ import "time"
 // unprocessed) gives back what its decision took: dedup keys, cooldowns,
 // rate-limit use (its object lock ends with the record), so that the next
 // notification of a still firing alert acts. An action that ended without a
-// known result (timeout, uncertain) keeps everything and holds its object
+// known result (timeout, uncertain, abandoned after it was sent) keeps everything and holds its object
 // one more action_timeout: its task may still be running. Either way a
 // concurrency slot frees, so pending decisions are looked at again.
 func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
@@ -16,10 +16,7 @@ func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
 	now := t.now()
 	switch {
 	case rec.Status == statusDecided || rec.Unsent:
-		if t.store.forget(rec.Memory) {
-			t.store.rebuildLimiter(t.cfg.RateLimit, now)
-		}
-		rec.Memory = nil
+		t.forgetLocked(rec)
 		why := "never sent"
 		if rec.Unsent {
 			why = "refused by " + rec.Target + " without being processed"
@@ -29,7 +26,7 @@ func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
 		}
 		t.logger.Warn("action released: it never reached Veeam, so its cooldown, dedup keys, rate-limit token and object lock are given back",
 			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "reason", why)
-	case (outcome == outcomeTimeout || outcome == outcomeUncertain) && rec.ObjectKey != "":
+	case holdsObject(rec, outcome):
 		until := now.Add(time.Duration(t.cfg.ActionTimeout))
 		t.store.holds[rec.ObjectKey] = objectHold{Object: rec.ObjectKey, RequestID: rec.RequestID, Rule: rec.Rule,
 			Action: rec.Action, Outcome: outcome, Until: until}
@@ -37,6 +34,25 @@ func (t *Trigger) releaseLocked(rec *actionRecord, outcome string) {
 			"rule", rec.Rule, "object", rec.Object, "request_id", rec.RequestID, "outcome", outcome, "until", until)
 	}
 	t.wakePending()
+}
+
+// forgetLocked gives back the local memory an unsent action's decision
+// took: dedup keys, cooldowns, rate-limit use.
+func (t *Trigger) forgetLocked(rec *actionRecord) {
+	if t.store.forget(rec.Memory) {
+		t.store.rebuildLimiter(t.cfg.RateLimit, t.now())
+	}
+	rec.Memory = nil
+}
+
+// holdsObject reports whether an action that ended keeps its object locked
+// one more action_timeout: it was sent and its result is unknown (timeout,
+// uncertain, or abandoned after sending: its task may still run).
+func holdsObject(rec *actionRecord, outcome string) bool {
+	if rec.ObjectKey == "" || rec.Status == statusDecided || rec.Unsent {
+		return false
+	}
+	return outcome == outcomeTimeout || outcome == outcomeUncertain || (outcome == outcomeAbandoned && !rec.SentAt.IsZero())
 }
 
 // releasedAudit is the audit line of a released action.
