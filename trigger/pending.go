@@ -188,7 +188,7 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 	if prev != nil {
 		pd.Since, pd.lastEval = prev.Since, prev.lastEval
 	}
-	pd.Expires = pendingExpiry(pd, r.forDur)
+	pd.Expires = pendingExpiry(pd, prev, r.forDur)
 	for _, a := range alerts {
 		if a.EndsAt.After(pd.Expires) {
 			pd.Expires = a.EndsAt
@@ -201,17 +201,17 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 }
 
 // pendingExpiry is when a kept decision is given up unless its alerts'
-// endsAt is later: pendingGrace after its `for` deadline or, waiting for a
-// token or a slot, after the time it is next looked at (computed again each
-// time it is kept, so a decision waiting for a token that frees in 30
-// minutes, or for a slot a long failover holds, is not dropped meanwhile).
-// An unreadable target does not push it on: its tries are bounded by it.
-func pendingExpiry(pd *pendingDecision, forDur time.Duration) time.Time {
-	at := pd.Since.Add(forDur)
-	if pd.Guard != guardTargetState {
-		at = maxTime(at, pd.Next)
+// endsAt is later: pendingGrace after its `for` deadline or after the time
+// it is next looked at, whichever is later, computed again each time it is
+// kept, so a decision waiting for a token that frees in 30 minutes, or for
+// a slot a long failover holds, is not dropped meanwhile. Tries of an
+// unreadable target do not push it on: it stays where the first try of the
+// run put it, which bounds them (prev is the decision as kept before).
+func pendingExpiry(pd, prev *pendingDecision, forDur time.Duration) time.Time {
+	if pd.Guard == guardTargetState && prev != nil && prev.Guard == guardTargetState {
+		return prev.Expires
 	}
-	return at.Add(pendingGrace)
+	return maxTime(pd.Since.Add(forDur), pd.Next).Add(pendingGrace)
 }
 
 // stoppedBy reports whether an alert stage stopped alerts of the group.

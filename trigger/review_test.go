@@ -196,8 +196,8 @@ func TestPendingExpiresAfterItsWait(t *testing.T) {
 }
 
 // TestPendingUnreadableKeepsTrying: a target unreadable for longer than
-// the first five tries is still tried, every 32 s, and the decision acts
-// once it answers.
+// the first five tries is still tried, every 32 s, until the expiry its
+// first try set, and the decision acts once the target answers.
 func TestPendingUnreadableKeepsTrying(t *testing.T) {
 	env := startSimTLS(t, simulator.Options{Seed: 22})
 	p := env.readyPlans(t, 1)[0]
@@ -217,6 +217,7 @@ func TestPendingUnreadableKeepsTrying(t *testing.T) {
 		}
 		return h.tr.store.pending[0].Attempts
 	}
+	expires := h.tr.status().Pending[0].Expires
 	for want := 2; want <= readRetries+3; want++ {
 		clock.add(33 * time.Second)
 		h.tr.wakePending()
@@ -233,6 +234,10 @@ func TestPendingUnreadableKeepsTrying(t *testing.T) {
 	h.tr.mu.Unlock()
 	if wait > 32*time.Second || wait < 30*time.Second {
 		t.Errorf("next try in %s, want the capped backoff of 32s", wait)
+	}
+	// The tries are bounded: they do not push the expiry on.
+	if got := h.tr.status().Pending[0].Expires; !got.Equal(expires) {
+		t.Errorf("expires %s after the tries, want %s as at the first", got, expires)
 	}
 	env.sim.ClearFaults()
 	clock.add(33 * time.Second)
