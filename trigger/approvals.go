@@ -3,7 +3,6 @@ package trigger
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -41,8 +40,11 @@ const (
 )
 
 // approvedGuards are the group stages an approved decision meets again
-// (kill_switch, an alert stage, is checked before them).
-var approvedGuards = []string{guardTargetState, guardRateLimit, guardConcurrency, guardDryRun}
+// (kill_switch, an alert stage, is checked before them). dedup and cooldown
+// stop a second action on the object since the question was asked (another
+// rule, another approval for another group); waiting for a person committed
+// no keys, so they cannot stop the approved decision itself.
+var approvedGuards = []string{guardDedup, guardCooldown, guardTargetState, guardRateLimit, guardConcurrency, guardDryRun}
 
 // approvalRecord is a decision waiting for a person. It keeps the alerts so
 // that the approved decision is the same one: same object, group key and
@@ -208,6 +210,75 @@ func (t *Trigger) noteRefusedLocked(ap *approvalRecord, state, by, reason string
 		"outcome", outcome, "by", by, "reason", reason)
 }
 
+// An approval whose alerts all resolved asks about a disaster that is over:
+// it ends as a refusal by Alertmanager, like a person's.
+const (
+	resolvedBy     = "alertmanager"
+	resolvedReason = "alerts resolved"
+)
+
+// resolvedInstances are the alerts (labels and startsAt) a notification
+// shows resolved.
+func resolvedInstances(p *payload) map[string]bool {
+	out := map[string]bool{}
+	for i := range p.Alerts {
+		if a := &p.Alerts[i]; a.Status == statusResolved {
+			out[alertInstance(a)] = true
+		}
+	}
+	return out
+}
+
+func alertInstance(a *alert) string {
+	return a.id() + "\x00" + a.StartsAt.UTC().Format(time.RFC3339Nano)
+}
+
+// markResolved marks the approval's alerts that resolved; it reports
+// whether it changed any and whether all of them are resolved now. Alerts
+// resolve one notification at a time (Alertmanager sends a resolved alert
+// once), so the marks are kept with the approval.
+func (ap *approvalRecord) markResolved(resolved map[string]bool) (changed, all bool) {
+	all = len(ap.Alerts) > 0
+	for i := range ap.Alerts {
+		a := &ap.Alerts[i]
+		if a.Status != statusResolved && resolved[alertInstance(a)] {
+			a.Status, changed = statusResolved, true
+		}
+		all = all && a.Status == statusResolved
+	}
+	return changed, all
+}
+
+// endResolvedApprovals ends the approvals whose alerts have all resolved
+// (outcome rejected, by alertmanager), as a rejection ends them.
+func (t *Trigger) endResolvedApprovals(p *payload, now time.Time) {
+	resolved := resolvedInstances(p)
+	if len(resolved) == 0 {
+		return
+	}
+	if t.coord != nil {
+		t.coordEndResolvedApprovals(resolved) // approvals_shared.go
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, ap := range slices.Clone(t.store.approvals) {
+		prev := slices.Clone(ap.Alerts)
+		changed, all := ap.markResolved(resolved)
+		var err error
+		switch {
+		case all:
+			err = t.refuseApprovalLocked(ap, approvalRejected, resolvedBy, resolvedReason, now)
+		case changed:
+			err = t.saveLocked()
+		}
+		if err != nil {
+			ap.Alerts = prev
+			t.logger.Error("an approval whose alerts resolved could not be recorded", "approval_id", ap.ID, "err", err)
+		}
+	}
+}
+
 // approvalAnswer is the body of POST /trigger/approvals/{id}.
 type approvalAnswer struct {
 	Approve *bool  `json:"approve"`
@@ -269,7 +340,6 @@ func (t *Trigger) answerApproval(ctx context.Context, id string, ans approvalAns
 	t.logger.Warn("failover action approved; its live guards run again before the call", "rule", ap.Rule, "object", ap.Object,
 		"approval_id", ap.ID, "by", ans.By, "reason", ans.Reason)
 	r := t.ruleLocked(ap.Rule)
-	killPath := t.cfg.KillSwitchFile
 	t.mu.Unlock()
 	res.State = approvalApproved
 
@@ -286,23 +356,14 @@ func (t *Trigger) answerApproval(ctx context.Context, id string, ans approvalAns
 		g.acting = append(g.acting, &ap.Alerts[i])
 	}
 	d.Alerts = fingerprints(g.acting)
-	if kill, why := killSwitch(killPath); kill {
-		d.Guard, d.Reason = guardKillSwitch, why
-		t.record(d)
-		res.Decision = &d
-		return 200, res
-	}
 	p := &payload{Version: "4", GroupKey: ap.GroupKey, Status: statusFiring, Receiver: "approval"}
-	d, err := t.decide(ctx, p, g, d, now)
-	res.Decision = &d
-	if err != nil {
-		res.Error = err.Error()
-		if errors.Is(err, errCoordination) {
-			return 503, res
-		}
-		return 500, res
+	code := t.decideForPerson(ctx, p, g, d, now, &res)
+	// Stopped by rate_limit or concurrency, the approved decision waits
+	// for a token or a slot (pending.go); stopped otherwise it ends.
+	if res.Decision.Guard != guardKillSwitch {
+		t.keepPending(p, g, res.Decision, nil)
 	}
-	return 200, res
+	return code, res
 }
 
 // takeLocalApproval marks an approval of the state file used.

@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -191,6 +192,66 @@ func (t *Trigger) coordEndApproval(ctx context.Context, id, state, by, reason st
 		t.noteRefusedLocked(ap, state, by, reason, now)
 	}
 	return approvalTake{ap: ap, state: state, now: now}
+}
+
+// coordEndResolvedApprovals is endResolvedApprovals with the approvals in
+// etcd: the marks are a compare-and-swap on the record, the end is
+// coordEndApproval's (one replica records it).
+func (t *Trigger) coordEndResolvedApprovals(resolved map[string]bool) {
+	if t.coordReady() != nil {
+		return
+	}
+	c := t.coord
+	t.mu.Lock()
+	var ids []string
+	for _, ap := range c.approvals {
+		for i := range ap.Alerts {
+			if resolved[alertInstance(&ap.Alerts[i])] {
+				ids = append(ids, ap.ID)
+				break
+			}
+		}
+	}
+	t.mu.Unlock()
+	for _, id := range ids {
+		if err := t.coordMarkResolved(id, resolved); err != nil {
+			t.logger.Error("an approval whose alerts resolved could not be recorded", "approval_id", id, "err", err)
+		}
+	}
+}
+
+func (t *Trigger) coordMarkResolved(id string, resolved map[string]bool) error {
+	c := t.coord
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(t.ctx), coordOpTimeout)
+	defer cancel()
+	for range 3 {
+		e, found, err := c.st.Get(ctx, approvalKey(id))
+		if err != nil {
+			return err
+		}
+		sa, valid := decodeShared(e.Value)
+		if !found || !valid || sa.Answer != nil {
+			return nil
+		}
+		changed, all := sa.Record.markResolved(resolved)
+		if all {
+			if tk := t.coordEndApproval(ctx, id, approvalRejected, resolvedBy, resolvedReason); tk.ap == nil && tk.code != 409 {
+				return errors.New(tk.err)
+			}
+			return nil
+		}
+		if !changed {
+			return nil
+		}
+		data, err := json.Marshal(sa)
+		if err != nil {
+			return err
+		}
+		if won, err := c.st.UpdateWith(ctx, approvalKey(id), data, e.ModRevision, nil); err != nil || won {
+			return err
+		}
+	}
+	return coordination.ErrContention
 }
 
 // usedTake is the 409 of an approval already used, saying how and where.

@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -43,12 +44,12 @@ type manualLine struct {
 
 // manualAction runs a person's request through the manual guards. It
 // returns the HTTP status: 404 for an unknown rule, 400 for an object the
-// rule cannot act on, 500 when the decision could not be made durable.
+// rule cannot act on, 500 when the decision could not be made durable, 503
+// when the shared store could not be used.
 func (t *Trigger) manualAction(ctx context.Context, req manualRequest) (int, answerResult) {
 	var res answerResult
 	t.mu.Lock()
 	r := t.ruleLocked(req.Rule)
-	killPath := t.cfg.KillSwitchFile
 	t.mu.Unlock()
 	if r == nil {
 		res.Error = fmt.Sprintf("no rule named %q", req.Rule)
@@ -77,19 +78,31 @@ func (t *Trigger) manualAction(ctx context.Context, req manualRequest) (int, ans
 		GroupKey: groupKey, Outcome: verdictBlocked, Alerts: fingerprints(nil),
 		RequestID: requestID(r.action.Type, writtenObject(r, object), groupKey, time.Time{}),
 		Reason:    fmt.Sprintf("manual action by %s: %s", req.By, req.Reason)}
-	if kill, why := killSwitch(killPath); kill {
+	g := &alertGroup{rule: r, object: object, only: manualGuards}
+	p := &payload{Version: "4", GroupKey: groupKey, Status: statusFiring, Receiver: "manual"}
+	return t.decideForPerson(ctx, p, g, d, now, &res), res
+}
+
+// decideForPerson decides an action a person asked for (a manual action,
+// an approved decision): the kill switch first (an alert stage, which g.only
+// does not reach), then g's group stages. It sets res.Decision and returns
+// the HTTP status: 503 when the shared store could not be used, 500 when the
+// decision could not be made durable; either way nothing was called.
+func (t *Trigger) decideForPerson(ctx context.Context, p *payload, g *alertGroup, d decision, now time.Time, res *answerResult) int {
+	if kill, why := killSwitch(t.killSwitchPath()); kill {
 		d.Guard, d.Reason = guardKillSwitch, why
 		t.record(d)
 		res.Decision = &d
-		return 200, res
+		return 200
 	}
-	g := &alertGroup{rule: r, object: object, only: manualGuards}
-	p := &payload{Version: "4", GroupKey: groupKey, Status: statusFiring, Receiver: "manual"}
 	d, err := t.decide(ctx, p, g, d, now)
 	res.Decision = &d
 	if err != nil {
 		res.Error = err.Error()
-		return 500, res
+		if errors.Is(err, errCoordination) {
+			return 503
+		}
+		return 500
 	}
-	return 200, res
+	return 200
 }

@@ -2,7 +2,7 @@ package trigger
 
 import (
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 )
 
@@ -12,11 +12,12 @@ import (
 // sends an unchanged group again only at repeat_interval (hours), so the
 // trigger keeps such a decision (in the state file) and evaluates it again
 // itself, through the whole pipeline, when it could pass: at the `for`
-// deadline, after a backoff for an unreadable target (a bounded number of
-// times), when a rate-limit token or a concurrency slot frees. It is
-// dropped when its alerts are resolved by a later notification, when it
-// expires, or when an evaluation ends otherwise (acted, or blocked by a
-// guard that time does not lift).
+// deadline, after a backoff for an unreadable target (until it expires),
+// when a rate-limit token or a concurrency slot frees. It is dropped when
+// its alerts are resolved by a later notification, when it expires, or when
+// an evaluation ends otherwise (acted, or blocked by a guard that time does
+// not lift). A decision a person approved that rate_limit or concurrency
+// then stopped is kept too, and meets only the approved guards again.
 type pendingDecision struct {
 	ID       string    `json:"id"`
 	Rule     string    `json:"rule"`
@@ -31,19 +32,23 @@ type pendingDecision struct {
 	Expires  time.Time `json:"expires"`
 	Attempts int       `json:"attempts,omitempty"`
 	Alerts   []alert   `json:"alerts"`
+	// Only, when set, are the group stages the decision meets again: a
+	// decision a person approved, waiting for a token or a slot.
+	Only []string `json:"only,omitempty"`
 	// lastEval keeps a decision waiting for a slot or token from being
 	// evaluated more often than minRecheck.
 	lastEval time.Time
 }
 
 const (
-	// pendingGrace is how long after its `for` deadline a pending decision
-	// waits at least (for a slot, a token, a readable target) before it
-	// expires, when its alerts' endsAt is earlier: Alertmanager's endsAt is
-	// a snapshot that Prometheus keeps pushing forward.
+	// pendingGrace is how long after its `for` deadline, or after the time
+	// a token or slot is next looked for, a pending decision waits before
+	// it expires, when its alerts' endsAt is earlier: Alertmanager's endsAt
+	// is a snapshot that Prometheus keeps pushing forward.
 	pendingGrace = 10 * time.Minute
-	// readRetries bounds the evaluations again of a decision whose target
-	// could not be read; the n-th waits readBackoff * 2^(n-1).
+	// readRetries caps the backoff of a decision whose target could not be
+	// read: the n-th try waits readBackoff * 2^(min(n, readRetries)-1), so
+	// 2 s up to 32 s, until the decision expires.
 	readRetries = 5
 	readBackoff = 2 * time.Second
 	// slotRecheck is how often a decision waiting for a concurrency slot is
@@ -70,8 +75,12 @@ type pendingLine struct {
 	RequestID string    `json:"request_id"`
 }
 
-func pendingID(r *rule, object, groupKey string) string {
-	return hashKey("pending", r.name, r.action.Type, r.action.Target, object, groupKey)
+// pendingID names the pending decision of a rule, object and alert group;
+// an approved decision (only set) is apart from the one Alertmanager's
+// repeats evaluate.
+func pendingID(r *rule, object, groupKey string, only []string) string {
+	parts := []string{"pending", r.name, r.action.Type, r.action.Target, object, groupKey}
+	return hashKey(append(parts, only...)...)
 }
 
 // scope keeps the group of a pending decision: its rule's, or, when that
@@ -98,10 +107,19 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 		return
 	}
 	r := g.rule
+	if from == nil && g.stoppedBy(guardKillSwitch) {
+		// Alertmanager's notification met the kill switch: it says nothing
+		// about what the kept decision waits for (it is evaluated again, and
+		// met by the kill switch, when due).
+		return
+	}
+	if final != nil && beingDecided(final) {
+		return // another evaluation of the same alerts decides and keeps it
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	id := pendingID(r, g.object, p.GroupKey)
+	id := pendingID(r, g.object, p.GroupKey, g.only)
 	if from != nil && from.ID != id {
 		t.dropPendingLocked(from.ID, "", "")
 	}
@@ -128,17 +146,14 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 		switch {
 		case final.Outcome != verdictBlocked:
 			guard = "" // acted (or dry-run): nothing left to wait for
+		case g.only != nil && final.Guard != guardRateLimit && final.Guard != guardConcurrency:
+			guard = "" // approved, then stopped by what time does not lift
 		case final.Guard == guardTargetState && final.retry:
 			if prev != nil && prev.Guard == guardTargetState {
 				attempts = prev.Attempts
 			}
 			attempts++
-			if attempts > readRetries {
-				guard, reason = "", ""
-				t.dropPendingLocked(id, "gave up", "the target could not be read after "+strconv.Itoa(readRetries)+" tries: "+final.Reason)
-				break
-			}
-			at := now.Add(readBackoff << (attempts - 1))
+			at := now.Add(readBackoff << (min(attempts, readRetries) - 1))
 			if guard == "" || at.Before(next) {
 				guard, reason, next = guardTargetState, final.Reason, at
 			}
@@ -169,11 +184,11 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 		return // a repeat of what is kept already (a storm): no write
 	}
 	pd := &pendingDecision{ID: id, Rule: r.name, Action: r.action.Type, Target: r.action.Target, Object: g.object,
-		GroupKey: p.GroupKey, Guard: guard, Reason: reason, Since: now, Next: next, Attempts: attempts, Alerts: alerts}
+		GroupKey: p.GroupKey, Guard: guard, Reason: reason, Since: now, Next: next, Attempts: attempts, Alerts: alerts, Only: g.only}
 	if prev != nil {
 		pd.Since, pd.lastEval = prev.Since, prev.lastEval
 	}
-	pd.Expires = pd.Since.Add(r.forDur + pendingGrace)
+	pd.Expires = pendingExpiry(pd, prev, r.forDur)
 	for _, a := range alerts {
 		if a.EndsAt.After(pd.Expires) {
 			pd.Expires = a.EndsAt
@@ -183,6 +198,33 @@ func (t *Trigger) keepPending(p *payload, g *alertGroup, final *decision, from *
 	_ = t.audit.write(pendingLine{Time: now, Event: eventPending, Rule: pd.Rule, Object: pd.Object, GroupKey: pd.GroupKey,
 		Guard: guard, State: "kept", Reason: reason, Next: next, RequestID: pd.ID}, false)
 	t.pendingChangedLocked()
+}
+
+// pendingExpiry is when a kept decision is given up unless its alerts'
+// endsAt is later: pendingGrace after its `for` deadline or after the time
+// it is next looked at, whichever is later, computed again each time it is
+// kept, so a decision waiting for a token that frees in 30 minutes, or for
+// a slot a long failover holds, is not dropped meanwhile. Tries of an
+// unreadable target do not push it on: it stays where the first try of the
+// run put it, which bounds them (prev is the decision as kept before).
+func pendingExpiry(pd, prev *pendingDecision, forDur time.Duration) time.Time {
+	if pd.Guard == guardTargetState && prev != nil && prev.Guard == guardTargetState {
+		return prev.Expires
+	}
+	return maxTime(pd.Since.Add(forDur), pd.Next).Add(pendingGrace)
+}
+
+// stoppedBy reports whether an alert stage stopped alerts of the group.
+func (g *alertGroup) stoppedBy(guard string) bool {
+	return slices.ContainsFunc(g.stops, func(s *stop) bool { return s.guard == guard })
+}
+
+// beingDecided reports whether d stopped only because another evaluation
+// of the same alerts or object held their keys (store.reserve): that one
+// decides, and keeps or drops the pending decision.
+func beingDecided(d *decision) bool {
+	return d.Outcome == verdictBlocked && (d.Guard == guardDedup || d.Guard == guardCooldown) &&
+		strings.Contains(d.Reason, "being decided for another notification")
 }
 
 func verdictText(d decision) string {
@@ -235,10 +277,17 @@ func (t *Trigger) pendingChangedLocked() {
 	t.wakePending()
 }
 
-// noteAlerts applies a notification to the pending decisions: an alert it
-// resolves is no longer waiting (a decision left without alerts is
-// dropped); one it shows firing gets its later endsAt.
+// noteAlerts applies a notification to the pending decisions and to the
+// approvals waiting for a person (approvals.go).
 func (t *Trigger) noteAlerts(p *payload, now time.Time) {
+	t.notePendingAlerts(p)
+	t.endResolvedApprovals(p, now)
+}
+
+// notePendingAlerts applies a notification to the pending decisions: an
+// alert it resolves is no longer waiting (a decision left without alerts is
+// dropped); one it shows firing gets its later endsAt.
+func (t *Trigger) notePendingAlerts(p *payload) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.store.pending) == 0 {
@@ -335,7 +384,7 @@ func (t *Trigger) duePending() ([]*pendingDecision, time.Duration) {
 	var due []*pendingDecision
 	for _, pd := range slices.Clone(t.store.pending) {
 		if !now.Before(pd.Expires) {
-			t.dropPendingLocked(pd.ID, "expired", "its alerts' endsAt (or "+pendingGrace.String()+" after its for deadline) passed before it could act")
+			t.dropPendingLocked(pd.ID, "expired", "its alerts' endsAt (or "+pendingGrace.String()+" after its for deadline or last wait) passed before it could act")
 			continue
 		}
 		ready := !now.Before(pd.Next)
@@ -352,7 +401,11 @@ func (t *Trigger) duePending() ([]*pendingDecision, time.Duration) {
 		}
 		if ready {
 			pd.lastEval = now
-			due = append(due, pd)
+			// A copy: noteAlerts changes the kept one under the mutex
+			// while this one is evaluated without it.
+			c := *pd
+			c.Alerts, c.Only = slices.Clone(pd.Alerts), slices.Clone(pd.Only)
+			due = append(due, &c)
 			continue
 		}
 		wait = min(wait, pd.Next.Sub(now), pd.Expires.Sub(now))
@@ -366,6 +419,10 @@ func (t *Trigger) reevaluate(pd *pendingDecision) {
 	p := &payload{Version: "4", GroupKey: pd.GroupKey, Status: statusFiring, Receiver: "pending"}
 	p.Alerts = slices.Clone(pd.Alerts)
 	t.logger.Info("evaluating a pending decision again", "rule", pd.Rule, "object", pd.Object, "guard", pd.Guard, "attempts", pd.Attempts)
+	if pd.Only != nil {
+		t.reevaluateApproved(p, pd)
+		return
+	}
 	ds, err := t.evaluateScoped(t.ctx, p, pd)
 	if err != nil {
 		t.logger.Error("pending decision could not be evaluated again", "rule", pd.Rule, "object", pd.Object, "err", err)
@@ -376,4 +433,38 @@ func (t *Trigger) reevaluate(pd *pendingDecision) {
 		t.dropPendingLocked(pd.ID, "ended", "no rule acts on its alerts any more")
 		t.mu.Unlock()
 	}
+}
+
+// reevaluateApproved runs a decision a person approved, kept for a token or
+// a slot, through the approved guards again (approvedGuards, kill switch
+// first), as the approval did.
+func (t *Trigger) reevaluateApproved(p *payload, pd *pendingDecision) {
+	t.mu.Lock()
+	r := t.ruleLocked(pd.Rule)
+	t.mu.Unlock()
+	if r == nil || r.action.Type != pd.Action || r.action.Target != pd.Target {
+		t.mu.Lock()
+		t.dropPendingLocked(pd.ID, "ended", "rule "+pd.Rule+" no longer has this action")
+		t.mu.Unlock()
+		return
+	}
+	g := &alertGroup{rule: r, object: pd.Object, only: pd.Only}
+	for i := range p.Alerts {
+		g.acting = append(g.acting, &p.Alerts[i])
+	}
+	now := t.now()
+	d := decision{Time: now, Event: eventDecision, Rule: r.name, Object: pd.Object, Action: r.action.Type, Target: r.action.Target,
+		GroupKey: pd.GroupKey, Outcome: verdictBlocked}
+	var res answerResult
+	if t.decideForPerson(t.ctx, p, g, d, now, &res) != 200 {
+		t.logger.Error("pending decision could not be evaluated again", "rule", pd.Rule, "object", pd.Object, "err", res.Error)
+		return
+	}
+	if res.Decision.Guard == guardKillSwitch {
+		t.mu.Lock()
+		t.dropPendingLocked(pd.ID, "ended", "blocked at "+guardKillSwitch)
+		t.mu.Unlock()
+		return
+	}
+	t.keepPending(p, g, res.Decision, pd)
 }

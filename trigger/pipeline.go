@@ -146,7 +146,9 @@ func classify(p *payload, rules []*rule, now time.Time, kill bool, killReason st
 func (g *alertGroup) quorum() (bool, string) {
 	seen := map[string]bool{}
 	for _, a := range g.acting {
-		seen[g.rule.quorumKey(a)] = true
+		if k := g.rule.quorumKey(a); k != "" {
+			seen[k] = true
+		}
 	}
 	if len(seen) < g.rule.minAlerts {
 		if len(g.rule.quorumBy) > 0 {

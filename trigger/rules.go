@@ -133,14 +133,21 @@ func (r *rule) matches(a *alert) bool {
 
 // quorumKey is what the quorum counts an alert as: its label set, or with
 // quorum_by the values of those labels, so that two probes from one vantage
-// point (differing in another label) count once.
+// point (differing in another label) count once. An alert that has none of
+// the quorum_by labels names no vantage point: "", not counted.
 func (r *rule) quorumKey(a *alert) string {
 	if len(r.quorumBy) == 0 {
 		return a.id()
 	}
 	parts := make([]string, len(r.quorumBy))
+	named := false
 	for i, l := range r.quorumBy {
-		parts[i] = l + "=" + strconv.Quote(a.Labels[l])
+		v := a.Labels[l]
+		named = named || v != ""
+		parts[i] = l + "=" + strconv.Quote(v)
+	}
+	if !named {
+		return ""
 	}
 	return strings.Join(parts, ",")
 }
