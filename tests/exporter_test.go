@@ -138,6 +138,21 @@ func TestMetricNamesExist(t *testing.T) {
 		v, _ := sumSamples(s, "veeam_trigger_action_outcomes_total", `rule="`+siteDownRule+`"`, `outcome="success"`)
 		return v >= 1, fmt.Sprintf("success outcomes %v, plan starts %d", v, e.env.Sim.VSPCPlanStarts(plan.InstanceUID))
 	}, e.proc)
+	// And one decision waiting for a person: the demo's approval rule.
+	code, body, err = e.postWebhook(`{}/{failover="true"}:{alertname="SiteDown", site="b"}`,
+		map[string]string{"alertname": "SiteDown", "site": "b"},
+		amtest.Firing(time.Now().Add(-time.Minute), "alertname", "SiteDown", "site", "b", "failover", "true", "severity", "critical"))
+	if err != nil || code/100 != 2 {
+		t.Fatalf("POST /webhook (approval rule): %d %v: %s", code, err, body)
+	}
+	eventually(t, 30*time.Second, "an approval waits", func() (bool, string) {
+		_, s, err := e.scrape()
+		if err != nil {
+			return false, err.Error()
+		}
+		v, _ := sumSamples(s, "veeam_trigger_approvals_pending")
+		return v >= 1, fmt.Sprintf("approvals pending %v", v)
+	}, e.proc)
 	collect()
 
 	var missing []string

@@ -504,15 +504,19 @@ func (t *Trigger) approvalsJSONLocked(now time.Time) []approvalJSON {
 type approvalsCollector struct {
 	t    *Trigger
 	desc *prometheus.Desc
+	info *prometheus.Desc
 }
 
 func newApprovalsCollector(t *Trigger) *approvalsCollector {
 	return &approvalsCollector{t: t, desc: prometheus.NewDesc("veeam_trigger_approvals_pending",
 		"Decisions waiting for a person's approval (rule key approval), by rule; /trigger lists their ids and deadlines. With coordination, every replica's approvals (shared in etcd, listed each second).",
-		[]string{"rule"}, nil)}
+		[]string{"rule"}, nil),
+		info: prometheus.NewDesc("veeam_trigger_approval_info",
+			"A decision waiting for approval, always 1, with what it would act on, so that the page names the object; gone once answered or expired.",
+			[]string{"rule", "action", "target", "object", "approval_id"}, nil)}
 }
 
-func (c *approvalsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *approvalsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.info }
 
 func (c *approvalsCollector) Collect(ch chan<- prometheus.Metric) {
 	c.t.mu.Lock()
@@ -520,13 +524,18 @@ func (c *approvalsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, r := range c.t.rules {
 		n[r.name] = 0
 	}
+	var waiting []*approvalRecord
 	if c.t.store != nil {
-		for _, a := range c.t.waitingApprovalsLocked() {
+		waiting = c.t.waitingApprovalsLocked()
+		for _, a := range waiting {
 			n[a.Rule]++
 		}
 	}
 	c.t.mu.Unlock()
 	for rule, v := range n {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, rule)
+	}
+	for _, a := range waiting {
+		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, a.Rule, a.Action, a.Target, a.Object, a.ID)
 	}
 }

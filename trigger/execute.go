@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net/http"
 	"os"
@@ -157,6 +158,8 @@ func (t *Trigger) send(rec *actionRecord, tr *tracking) bool {
 	t.m.actions.WithLabelValues(rec.Rule, rec.Action).Inc()
 	t.store.lastAction[rec.Rule] = now
 	t.m.lastAction.WithLabelValues(rec.Rule).Set(float64(now.UnixNano()) / 1e9)
+	t.m.lastActionInfo.DeletePartialMatch(prometheus.Labels{"rule": rec.Rule})
+	t.m.lastActionInfo.WithLabelValues(rec.Rule, rec.Action, rec.Target, rec.Object).Set(1)
 	tr.logonGen, tr.taskBaseline = h.logonGen, h.taskBaseline
 	switch {
 	case err == nil:

@@ -22,6 +22,7 @@ type metrics struct {
 	outcomes        *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	lastAction      *prometheus.GaugeVec
+	lastActionInfo  *prometheus.GaugeVec
 	pending         *prometheus.GaugeVec
 	approvals       prometheus.Collector
 	heartbeat       prometheus.Collector
@@ -79,6 +80,10 @@ func newMetrics(t *Trigger) *metrics {
 			Name: "veeam_trigger_last_action_timestamp_seconds",
 			Help: "When the rule last made a failover call, in seconds since the epoch.",
 		}, []string{"rule"}),
+		lastActionInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "veeam_trigger_last_action_info",
+			Help: "What the rule's last failover call (since the exporter started) acted on, always 1: one series per rule, replaced at each call, so that alerts can name the object.",
+		}, []string{"rule", "action", "target", "object"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "veeam_trigger_pending_decisions",
 			Help: "Decisions kept to be evaluated again by the trigger itself, by rule and the guard they wait on (for, target_state: target unreadable, rate_limit, concurrency).",
@@ -119,7 +124,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
-		m.failures, m.outcomes, m.duration, m.lastAction, m.pending, m.approvals, m.heartbeat, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
+		m.failures, m.outcomes, m.duration, m.lastAction, m.lastActionInfo, m.pending, m.approvals, m.heartbeat, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)

@@ -32,7 +32,7 @@ func (m *metrics) ruleVectors() []interface {
 } {
 	return []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.blocked, m.actions, m.dryRunActions, m.failures, m.outcomes, m.duration, m.lastAction, m.pending}
+	}{m.blocked, m.actions, m.dryRunActions, m.failures, m.outcomes, m.duration, m.lastAction, m.lastActionInfo, m.pending}
 }
 
 // retireRulesLocked is called by Reload: the rules of old that cur lacks

@@ -92,6 +92,10 @@ func TestApprovalGranted(t *testing.T) {
 	if got := pendingApprovals(t, h, "r"); got != 1 {
 		t.Fatalf("approvals_pending = %v, want 1", got)
 	}
+	// The page can name the object: one info series per waiting approval.
+	if got := infoLabels(t, h, "veeam_trigger_approval_info"); len(got) != 1 || got[0]["object"] != ap.Object || got[0]["approval_id"] != ap.ID || got[0]["rule"] != "r" {
+		t.Fatalf("veeam_trigger_approval_info = %v, want one series for %s (%s)", got, ap.Object, ap.ID)
+	}
 	// Alertmanager's repeat asks nothing new.
 	if d := only(t, h.post(t, body), "r"); d.Outcome != verdictAwaiting || !strings.Contains(d.Reason, ap.ID) {
 		t.Fatalf("repeat: %+v", d)
@@ -127,6 +131,12 @@ func TestApprovalGranted(t *testing.T) {
 	outs := h.wait(t, 10*time.Second)
 	if len(outs) != 1 || outs[0].Outcome != outcomeSuccess {
 		t.Fatalf("outcomes %+v", outs)
+	}
+	if got := infoLabels(t, h, "veeam_trigger_approval_info"); len(got) != 0 {
+		t.Fatalf("veeam_trigger_approval_info after the answer = %v, want none", got)
+	}
+	if got := infoLabels(t, h, "veeam_trigger_last_action_info"); len(got) != 1 || got[0]["object"] != ap.Object || got[0]["rule"] != "r" || got[0]["action"] != config.ActionVSPCPlanStart {
+		t.Fatalf("veeam_trigger_last_action_info = %v, want the approved call on %s", got, ap.Object)
 	}
 	// One id, one use.
 	if code, res := h.answer(t, ap.ID, true, testApproverToken); code != http.StatusConflict {
@@ -435,4 +445,27 @@ func pendingApprovals(t *testing.T, h *harness, rule string) float64 {
 		}
 	}
 	return -1
+}
+
+// infoLabels returns the label sets of the series of an info family.
+func infoLabels(t *testing.T, h *harness, name string) []map[string]string {
+	t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]string
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			ls := map[string]string{}
+			for _, l := range m.GetLabel() {
+				ls[l.GetName()] = l.GetValue()
+			}
+			out = append(out, ls)
+		}
+	}
+	return out
 }
