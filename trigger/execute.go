@@ -355,7 +355,9 @@ func (t *Trigger) track(rec *actionRecord, tr *tracking, resumed bool) {
 			t.finish(rec, outcomeUncertain, fmt.Sprintf("the call got no clear answer (an error or none) and for %s nothing on %s showed whether it was carried out; it is not repeated: check %s", tr.evidence, rec.Target, rec.Object))
 			return
 		}
-		if t.now().Sub(rec.SentAt) >= timeout {
+		// Judged on the time the poll was made for, as the evidence window
+		// is: a slow poll must not turn "not carried out" into a timeout.
+		if tr.since >= timeout {
 			t.finish(rec, outcomeTimeout, fmt.Sprintf("not finished %s after the call (action_timeout); it may still be running on %s", timeout, rec.Target))
 			return
 		}
