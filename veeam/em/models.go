@@ -229,13 +229,12 @@ func (l *planList) UnmarshalJSON(d []byte) (err error) {
 	return err
 }
 
-// sessionEntity is CloudFailoverSessionEntityType.
-type sessionEntity struct {
+// sessionBase holds the members EM's session entities share
+// (CloudFailoverSessionEntityType, RestoreSessionEntityType).
+type sessionBase struct {
 	UID             string `xml:"UID,attr" json:"UID"`
 	Name            string `xml:"Name,attr" json:"Name"`
 	Href            string `xml:"Href,attr" json:"Href"`
-	Links           []link `xml:"Links>Link" json:"Links"`
-	JobType         string `xml:"JobType" json:"JobType"`
 	CreationTimeUTC string `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
 	EndTimeUTC      string `xml:"EndTimeUTC" json:"EndTimeUTC"`
 	State           string `xml:"State" json:"State"`
@@ -244,21 +243,41 @@ type sessionEntity struct {
 	FailureMessage  string `xml:"FailureMessage" json:"FailureMessage"`
 }
 
-func (s *sessionEntity) session() veeam.CloudFailoverSession {
-	id := veeam.NormalizeID(s.UID)
-	if id == "" {
-		id = veeam.NormalizeID(lastSegment(s.Href))
+// id is the session's id: its UID, or the last segment of its Href.
+func (s *sessionBase) id() string {
+	if id := veeam.NormalizeID(s.UID); id != "" {
+		return id
 	}
-	ct, _ := veeam.ParseTime(s.CreationTimeUTC)
-	et, _ := veeam.ParseTime(s.EndTimeUTC)
+	return veeam.NormalizeID(lastSegment(s.Href))
+}
+
+// times are the creation and end times; zero when absent or unreadable.
+func (s *sessionBase) times() (created, ended time.Time) {
+	created, _ = veeam.ParseTime(s.CreationTimeUTC)
+	ended, _ = veeam.ParseTime(s.EndTimeUTC)
+	return created, ended
+}
+
+// progress is Progress within 0–100.
+func (s *sessionBase) progress() int { return min(max(int(s.Progress), 0), 100) }
+
+// sessionEntity is CloudFailoverSessionEntityType.
+type sessionEntity struct {
+	sessionBase
+	Links   []link `xml:"Links>Link" json:"Links"`
+	JobType string `xml:"JobType" json:"JobType"`
+}
+
+func (s *sessionEntity) session() veeam.CloudFailoverSession {
+	ct, et := s.times()
 	return veeam.CloudFailoverSession{
-		ID:             id,
+		ID:             s.id(),
 		Name:           s.Name,
 		BackupServerID: backupServerID(s.Links),
 		JobType:        s.JobType,
 		State:          s.State,
 		Result:         s.Result,
-		Progress:       min(max(int(s.Progress), 0), 100),
+		Progress:       s.progress(),
 		CreationTime:   ct,
 		EndTime:        et,
 		FailureMessage: s.FailureMessage,
@@ -276,27 +295,14 @@ func (l *sessionList) UnmarshalJSON(d []byte) (err error) {
 
 // restoreEntity is RestoreSessionEntityType (the members used).
 type restoreEntity struct {
-	UID             string `xml:"UID,attr" json:"UID"`
-	Name            string `xml:"Name,attr" json:"Name"`
-	Href            string `xml:"Href,attr" json:"Href"`
-	CreationTimeUTC string `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
-	EndTimeUTC      string `xml:"EndTimeUTC" json:"EndTimeUTC"`
-	State           string `xml:"State" json:"State"`
-	Result          string `xml:"Result" json:"Result"`
-	Progress        emInt  `xml:"Progress" json:"Progress"`
-	FailureMessage  string `xml:"FailureMessage" json:"FailureMessage"`
+	sessionBase
 }
 
 func (s *restoreEntity) session() veeam.RestoreSession {
-	id := veeam.NormalizeID(s.UID)
-	if id == "" {
-		id = veeam.NormalizeID(lastSegment(s.Href))
-	}
-	ct, _ := veeam.ParseTime(s.CreationTimeUTC)
-	et, _ := veeam.ParseTime(s.EndTimeUTC)
+	ct, et := s.times()
 	return veeam.RestoreSession{
-		ID: id, Name: s.Name, State: s.State, Result: s.Result,
-		Progress:     min(max(int(s.Progress), 0), 100),
+		ID: s.id(), Name: s.Name, State: s.State, Result: s.Result,
+		Progress:     s.progress(),
 		CreationTime: ct, EndTime: et, FailureMessage: s.FailureMessage,
 	}
 }
