@@ -20,7 +20,7 @@ import (
 //	veeam_cloud_failover_session_info{target,session_id,plan}   1
 //	veeam_cloud_failover_session_state{target,session_id,state}     stateset
 //	veeam_cloud_failover_session_result{target,session_id,result}   stateset
-//	veeam_cloud_failover_session_progress_ratio{target,session_id}  0..1
+//	veeam_cloud_failover_session_progress_ratio{target,session_id}  0..1, while the session runs
 //	veeam_cloud_failover_session_start_timestamp_seconds{target,session_id}
 //	veeam_cloud_failover_session_end_timestamp_seconds{target,session_id}   once ended
 const CloudFailoverSessions = "cloud_failover_sessions"
@@ -52,7 +52,7 @@ var (
 		"Result of the cloud failover session (None: no result yet); "+srcEMSessions+" (Result).",
 		sessionResults, labelTarget, labelSessionID, labelResult)
 	sessionProgress = gaugeFamily("veeam_cloud_failover_session_progress_ratio",
-		"Progress of the cloud failover session, 0 to 1; "+srcEMSessions+" (Progress).",
+		"Progress of the cloud failover session while it runs (absent once it stopped), 0 to 1; "+srcEMSessions+" (Progress).",
 		labelTarget, labelSessionID)
 	sessionStart = gaugeFamily("veeam_cloud_failover_session_start_timestamp_seconds",
 		"Start of the cloud failover session, Unix time; "+srcEMSessions+" (CreationTimeUTC).",
@@ -116,7 +116,11 @@ func readCloudSessions(ctx context.Context, c *collector, r cloudSessionLister) 
 		}
 		inPlan++
 		info.add(1, tn, s.ID, s.Name)
-		progress.add(float64(min(max(s.Progress, 0), 100))/100, tn, s.ID)
+		// An ended session's progress says nothing its result does not;
+		// one series fewer for each of them.
+		if running(s) {
+			progress.add(float64(min(max(s.Progress, 0), 100))/100, tn, s.ID)
+		}
 		state.add(float64(st), tn, s.ID)
 		result.add(float64(res), tn, s.ID)
 		if !s.CreationTime.IsZero() {
@@ -131,4 +135,10 @@ func readCloudSessions(ctx context.Context, c *collector, r cloudSessionLister) 
 		total.addCounts(counts[st*results:(st+1)*results], tn, sessionStates[st])
 	}
 	return []*block{total, info, progress, state, result, start, end}, nil
+}
+
+// running reports whether a cloud failover session has not ended: EM
+// gives it no end time yet and its state is not Stopped.
+func running(s veeam.CloudFailoverSession) bool {
+	return s.EndTime.IsZero() && s.State != "Stopped"
 }

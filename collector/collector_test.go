@@ -444,7 +444,7 @@ func testEstate(t *testing.T, seed int64, all bool) {
 		t.Errorf("EM has no plan status, got %d series", n)
 	}
 	counts := map[[2]string]int{}
-	recent := 0
+	recent, running := 0, 0
 	for _, cs := range est.EM.CloudSessions {
 		if cs.CreationTimeUTC.Before(fixedNow.Add(-30 * 24 * time.Hour)) {
 			continue
@@ -459,14 +459,19 @@ func testEstate(t *testing.T, seed int64, all bool) {
 		expect(t, s, k("veeam_cloud_failover_session_info", "target", "em", "session_id", id, "plan", cs.Name), 1)
 		expect(t, s, k("veeam_cloud_failover_session_state", "target", "em", "session_id", id, "state", cs.State), 1)
 		expect(t, s, k("veeam_cloud_failover_session_result", "target", "em", "session_id", id, "result", result), 1)
-		expect(t, s, k("veeam_cloud_failover_session_progress_ratio", "target", "em", "session_id", id), float64(cs.Progress)/100)
+		if progress := k("veeam_cloud_failover_session_progress_ratio", "target", "em", "session_id", id); cs.EndTimeUTC == nil && cs.State != "Stopped" {
+			running++
+			expect(t, s, progress, float64(cs.Progress)/100)
+		} else if _, ok := s[progress]; ok {
+			t.Errorf("%s: progress of a session that ended", progress)
+		}
 		expect(t, s, k("veeam_cloud_failover_session_start_timestamp_seconds", "target", "em", "session_id", id), unix(cs.CreationTimeUTC))
 		if cs.EndTimeUTC != nil {
 			expect(t, s, k("veeam_cloud_failover_session_end_timestamp_seconds", "target", "em", "session_id", id), unix(*cs.EndTimeUTC))
 		}
 	}
-	if recent == 0 {
-		t.Error("estate has no recent cloud sessions; the test checks nothing")
+	if recent == 0 || running == 0 || running == recent {
+		t.Errorf("estate has %d recent cloud sessions, %d running: the test needs both running and ended ones", recent, running)
 	}
 	for _, st := range []string{"Starting", "Stopping", "Working", "Stopped", "Unknown"} {
 		for _, res := range []string{"Success", "Warning", "Failed", "None", "Unknown"} {

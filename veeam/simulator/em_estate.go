@@ -6,6 +6,7 @@ package simulator
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -311,6 +312,16 @@ func (a *emAPI) generate(seed int64, o EMOptions, base time.Time) {
 		a.sessionByID[s.uid] = s
 	}
 	sort.SliceStable(a.sessions, func(i, j int) bool { return a.sessions[i].created.Before(a.sessions[j].created) })
+	// An estate of some size has a session running, so that what is
+	// exported only while one runs (its progress) is there to see: if
+	// chance started none, the newest still runs.
+	if n := len(a.sessions); n >= 20 && !slices.ContainsFunc(a.sessions, func(s *emSessionRec) bool { return s.end == nil }) {
+		s := a.sessions[n-1]
+		s.end, s.state, s.result, s.progress, s.failure = nil, "Working", "None", 40, ""
+		if started := emUTCms(base.Add(-20 * time.Minute)); s.created.Before(started) {
+			s.created = started
+		}
+	}
 }
 
 // emUTCms is t in UTC at millisecond precision, as EM prints times.
