@@ -44,6 +44,43 @@ func buildExporter(root, dir string) (string, error) {
 	return bin, nil
 }
 
+// buildRevision builds the exporter of a git revision of the module: the
+// tree of rev, exported with git archive, built on its own go.mod.
+func buildRevision(rev, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	src := filepath.Join(dir, "src-"+rev)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.Command("git", "-C", root, "archive", "--format=tar", rev)
+	untar := exec.Command("tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	untar.Stdin = pipe
+	var stderr bytes.Buffer
+	archive.Stderr, untar.Stderr = &stderr, &stderr
+	if err := untar.Start(); err != nil {
+		return "", err
+	}
+	if err := archive.Run(); err != nil {
+		_ = untar.Wait()
+		return "", fmt.Errorf("git archive %s (a clone with its history is needed): %w: %s", rev, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := untar.Wait(); err != nil {
+		return "", fmt.Errorf("unpacking revision %s: %w: %s", rev, err, strings.TrimSpace(stderr.String()))
+	}
+	bin, err := buildExporter(src, src)
+	if err != nil {
+		return "", fmt.Errorf("revision %s: %w", rev, err)
+	}
+	return bin, nil
+}
+
 // exporter is the exporter binary running as a child process, so that its
 // memory is its own.
 type exporter struct {

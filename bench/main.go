@@ -48,12 +48,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		benchfmt = fs.String("benchfmt", "", "also write the figures in Go benchmark format to this file (for benchstat)")
 		bin      = fs.String("exporter", "", "exporter binary to measure (default: go build of the module)")
 		verbose  = fs.Bool("v", true, "log progress to stderr")
+		baseline = fs.String("baseline-rev", oldRevision, "git revision built as figure 6's \"old\" setting (its defaults: the per-VM stateset on); empty: none")
 		only     = fs.String("only", "", "measure only these figures, e.g. 1,4 (figure 2's RSS and 3 need 1; 6 is the cost to Prometheus and /probe)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	s := defaultSettings(*quick)
+	s.BaselineRev = *baseline
 	if *only != "" {
 		s.Only = map[string]bool{}
 		for f := range strings.SplitSeq(*only, ",") {
@@ -118,6 +120,13 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 		}
 	}
 	e := &env{s: s, bin: bin, tmp: tmp, buf: make([]byte, 1<<20), logf: logf}
+	if s.measure("6") && s.BaselineRev != "" {
+		logf("building the exporter of revision %s (figure 6's old setting)", s.BaselineRev)
+		if e.oldBin, err = buildRevision(s.BaselineRev, tmp); err != nil {
+			e.oldErr = err
+			logf("%v", err)
+		}
+	}
 	fail := func(what string, err error) {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", what, err))
 		logf("%s: %v", what, err)
@@ -156,7 +165,7 @@ func runBench(ctx context.Context, s settings, bin string, logf func(string, ...
 			}
 		}
 		if s.measure("6") {
-			logf("cost to Prometheus: default and richest settings, %d scrapes every %s each; /probe", s.PromScrapes, s.PromInterval)
+			logf("cost to Prometheus: default, richest and old settings, %d Prometheus runs of %d scrapes every %s each; /probe", s.PromRuns, s.PromScrapes, s.PromInterval)
 			if cost, err6 = e.runScaleCost(ctx, sim); err6 != nil {
 				fail("cost to Prometheus", err6)
 			}

@@ -12,11 +12,14 @@ import (
 
 // env is what the figures share within one run.
 type env struct {
-	s    settings
-	bin  string
-	tmp  string
-	buf  []byte
-	logf func(format string, args ...any)
+	s   settings
+	bin string
+	// oldBin is the binary of settings.BaselineRev, or oldErr why not.
+	oldBin string
+	oldErr error
+	tmp    string
+	buf    []byte
+	logf   func(format string, args ...any)
 }
 
 // scrapeRun is one exporter process scraped once cold (first scrape:
