@@ -14,24 +14,27 @@ const ruleNone = "none"
 // metrics are owned by one Trigger and registered on its Registerer.
 type metrics struct {
 	webhookRequests *prometheus.CounterVec
-	alertsReceived  *prometheus.CounterVec
-	blocked         *prometheus.CounterVec
-	actions         *prometheus.CounterVec
-	dryRunActions   *prometheus.CounterVec
-	failures        *prometheus.CounterVec
-	outcomes        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	lastAction      *prometheus.GaugeVec
-	lastActionInfo  *prometheus.GaugeVec
-	pending         *prometheus.GaugeVec
-	approvals       prometheus.Collector
-	heartbeat       prometheus.Collector
-	armed           prometheus.GaugeFunc
-	dryRun          prometheus.GaugeFunc
-	killSwitch      prometheus.GaugeFunc
-	stateError      prometheus.GaugeFunc
-	inFlight        prometheus.GaugeFunc
-	tokens          prometheus.GaugeFunc
+	// approverRequests counts the approver endpoints' answers: a run of
+	// 401s is someone without the approver token trying to act.
+	approverRequests *prometheus.CounterVec
+	alertsReceived   *prometheus.CounterVec
+	blocked          *prometheus.CounterVec
+	actions          *prometheus.CounterVec
+	dryRunActions    *prometheus.CounterVec
+	failures         *prometheus.CounterVec
+	outcomes         *prometheus.CounterVec
+	duration         *prometheus.HistogramVec
+	lastAction       *prometheus.GaugeVec
+	lastActionInfo   *prometheus.GaugeVec
+	pending          *prometheus.GaugeVec
+	approvals        prometheus.Collector
+	heartbeat        prometheus.Collector
+	armed            prometheus.GaugeFunc
+	dryRun           prometheus.GaugeFunc
+	killSwitch       prometheus.GaugeFunc
+	stateError       prometheus.GaugeFunc
+	inFlight         prometheus.GaugeFunc
+	tokens           prometheus.GaugeFunc
 
 	// retired: rules removed by a reload whose series are not deleted yet
 	// (metrics_rules.go); guarded by the Trigger's mutex.
@@ -46,6 +49,10 @@ func newMetrics(t *Trigger) *metrics {
 		webhookRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veeam_trigger_webhook_requests_total",
 			Help: "Alertmanager webhook requests received, by HTTP status code answered.",
+		}, []string{"code"}),
+		approverRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "veeam_trigger_approver_requests_total",
+			Help: "Requests to the approver endpoints (POST /trigger/approvals/{id}, POST /trigger/actions), by HTTP status code answered; 401: a missing or wrong approver token.",
 		}, []string{"code"}),
 		alertsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "veeam_trigger_alerts_received_total",
@@ -123,7 +130,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
-		m.webhookRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
+		m.webhookRequests, m.approverRequests, m.alertsReceived, m.blocked, m.actions, m.dryRunActions,
 		m.failures, m.outcomes, m.duration, m.lastAction, m.lastActionInfo, m.pending, m.approvals, m.heartbeat, m.armed, m.dryRun, m.killSwitch, m.stateError, m.inFlight, m.tokens,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -163,6 +170,9 @@ func (m *metrics) initRules(rules []*rule) {
 	}
 	for _, c := range []int{200, 400, 401, 405, 413, 415, 500, 503} {
 		m.webhookRequests.WithLabelValues(strconv.Itoa(c))
+	}
+	for _, c := range []int{200, 401, 403} {
+		m.approverRequests.WithLabelValues(strconv.Itoa(c))
 	}
 }
 

@@ -117,6 +117,10 @@ func TestApprovalGranted(t *testing.T) {
 			t.Errorf("%s: %d %+v, want %d", tc.name, code, res, tc.code)
 		}
 	}
+	// The refusals are counted, so that someone trying tokens shows.
+	if got := testutil.ToFloat64(h.tr.m.approverRequests.WithLabelValues("401")); got != 2 {
+		t.Errorf("veeam_trigger_approver_requests_total{code=\"401\"} = %g after two refused tokens, want 2", got)
+	}
 	if code, res := h.approver(t, "/trigger/approvals/"+ap.ID, testApproverToken, map[string]any{"approve": true}); code != http.StatusBadRequest {
 		t.Errorf("approval without by: %d %+v, want 400", code, res)
 	}

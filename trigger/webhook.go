@@ -411,6 +411,7 @@ func (t *Trigger) approverEndpoint(serve func(r *http.Request, body []byte) (int
 			}
 			return serve(r, body)
 		}()
+		t.m.approverRequests.WithLabelValues(strconv.Itoa(code)).Inc()
 		if code >= 400 {
 			res.Status = "error"
 			t.logger.Warn("approver request refused", "path", r.URL.Path, "code", code, "err", res.Error, "remote", r.RemoteAddr)
