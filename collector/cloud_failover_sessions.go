@@ -118,7 +118,7 @@ func readCloudSessions(ctx context.Context, c *collector, r cloudSessionLister) 
 		info.add(1, tn, s.ID, s.Name)
 		// An ended session's progress says nothing its result does not;
 		// one series fewer for each of them.
-		if running(s) {
+		if !s.Finished() {
 			progress.add(float64(min(max(s.Progress, 0), 100))/100, tn, s.ID)
 		}
 		state.add(float64(st), tn, s.ID)
@@ -135,10 +135,4 @@ func readCloudSessions(ctx context.Context, c *collector, r cloudSessionLister) 
 		total.addCounts(counts[st*results:(st+1)*results], tn, sessionStates[st])
 	}
 	return []*block{total, info, progress, state, result, start, end}, nil
-}
-
-// running reports whether a cloud failover session has not ended: EM
-// gives it no end time yet and its state is not Stopped.
-func running(s veeam.CloudFailoverSession) bool {
-	return s.EndTime.IsZero() && s.State != "Stopped"
 }

@@ -135,6 +135,10 @@ type CloudFailoverSession struct {
 	FailureMessage string
 }
 
+// Finished reports whether the session ended: EM gives it an end time or
+// the state Stopped.
+func (s CloudFailoverSession) Finished() bool { return s.State == "Stopped" || !s.EndTime.IsZero() }
+
 // Replica is a VBR replica.
 type Replica struct {
 	ID           string
