@@ -1029,9 +1029,11 @@ func (a *emAPI) sessionEntity(base string, s *emSessionRec, now time.Time) emClo
 		{Rel: "Alternate", Href: href, Name: s.name, Type: "CloudFailoverSessionReference"},
 	}
 	e := emCloudFailoverSession{
-		XLinks: links, Links: links, JobType: "FailoverPlan", CreationTimeUTC: s.created,
-		State: s.state, Result: s.result, Progress: s.progress, FailureMessage: emNullString(s.failure),
-		Name: s.name, UID: "urn:veeam:CloudFailoverSession:" + s.uid, Href: href + "?format=Entity", Type: "CloudFailoverSession",
+		emSessionMembers: emSessionMembers{
+			XLinks: links, JobType: "FailoverPlan", CreationTimeUTC: s.created,
+			State: s.state, Result: s.result, Progress: s.progress, FailureMessage: emNullString(s.failure),
+		},
+		Links: links, Name: s.name, UID: "urn:veeam:CloudFailoverSession:" + s.uid, Href: href + "?format=Entity", Type: "CloudFailoverSession",
 	}
 	if s.end != nil {
 		t := *s.end

@@ -21,22 +21,16 @@ type emRestoreRec struct {
 	failure     string
 }
 
-// emRestoreSession is a RestoreSessionEntityType (the members used).
+// emRestoreSession is a RestoreSessionEntityType (the members used): the
+// session members, then VmDisplayName.
 type emRestoreSession struct {
-	XLinks          []emLink     `xml:"Links>Link" json:"-"`
-	JobType         string       `xml:"JobType" json:"JobType"`
-	CreationTimeUTC time.Time    `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
-	EndTimeUTC      *time.Time   `xml:"EndTimeUTC,omitempty" json:"EndTimeUTC"`
-	State           string       `xml:"State" json:"State"`
-	Result          string       `xml:"Result" json:"Result"`
-	Progress        int          `xml:"Progress" json:"Progress"`
-	FailureMessage  emNullString `xml:"FailureMessage,omitempty" json:"FailureMessage"`
-	VMDisplayName   string       `xml:"VmDisplayName" json:"VmDisplayName"`
-	Links           []emLink     `xml:"-" json:"Links"`
-	Name            string       `xml:"Name,attr" json:"Name"`
-	UID             string       `xml:"UID,attr" json:"UID"`
-	Href            string       `xml:"Href,attr" json:"Href"`
-	Type            string       `xml:"Type,attr" json:"Type"`
+	emSessionMembers
+	VMDisplayName string   `xml:"VmDisplayName" json:"VmDisplayName"`
+	Links         []emLink `xml:"-" json:"Links"`
+	Name          string   `xml:"Name,attr" json:"Name"`
+	UID           string   `xml:"UID,attr" json:"UID"`
+	Href          string   `xml:"Href,attr" json:"Href"`
+	Type          string   `xml:"Type,attr" json:"Type"`
 }
 
 // newRestore records the restore session of a CDP failover; a.mu held. It
@@ -59,9 +53,10 @@ func (a *emAPI) newRestore(uid, vmName string, failed bool) {
 func (a *emAPI) restoreEntity(base string, s *emRestoreRec, now time.Time) emRestoreSession {
 	href := base + "/restoreSessions/" + s.uid
 	e := emRestoreSession{
-		JobType: "FailoverCdp", CreationTimeUTC: emUTCms(s.created), VMDisplayName: s.vmName,
-		Name: s.vmName + "@" + s.created.UTC().Format("2006-01-02 15:04:05"),
-		UID:  "urn:veeam:RestoreSession:" + s.uid, Href: href + "?format=Entity", Type: "RestoreSession",
+		emSessionMembers: emSessionMembers{JobType: "FailoverCdp", CreationTimeUTC: emUTCms(s.created)},
+		VMDisplayName:    s.vmName,
+		Name:             s.vmName + "@" + s.created.UTC().Format("2006-01-02 15:04:05"),
+		UID:              "urn:veeam:RestoreSession:" + s.uid, Href: href + "?format=Entity", Type: "RestoreSession",
 	}
 	e.Links = []emLink{{Rel: "Alternate", Href: href, Name: e.Name, Type: "RestoreSessionReference"}}
 	e.XLinks = e.Links

@@ -167,20 +167,27 @@ type emTaskList struct {
 	Tasks []emTask `xml:"Task" json:"Tasks"`
 }
 
-// emCloudFailoverSession is a CloudFailoverSessionEntityType, in the order of
-// the documented example: Links, JobType, CreationTimeUTC, EndTimeUTC,
-// State, Result, Progress, FailureMessage, CloudFailoverTasks. EndTimeUTC and
-// FailureMessage are left out while they have no value, as in the example
-// of a Working session.
+// emSessionMembers are the leading members every EM session entity shares
+// (cloud failover and restore sessions), in the order of the documented
+// examples: Links, JobType, CreationTimeUTC, EndTimeUTC, State, Result,
+// Progress, FailureMessage. EndTimeUTC and FailureMessage are left out
+// while they have no value, as in the example of a Working session. Both
+// encoders write an embedded struct's members in its place.
+type emSessionMembers struct {
+	XLinks          []emLink     `xml:"Links>Link" json:"-"`
+	JobType         string       `xml:"JobType" json:"JobType"`
+	CreationTimeUTC time.Time    `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
+	EndTimeUTC      *time.Time   `xml:"EndTimeUTC,omitempty" json:"EndTimeUTC"`
+	State           string       `xml:"State" json:"State"`
+	Result          string       `xml:"Result" json:"Result"`
+	Progress        int          `xml:"Progress" json:"Progress"`
+	FailureMessage  emNullString `xml:"FailureMessage,omitempty" json:"FailureMessage"`
+}
+
+// emCloudFailoverSession is a CloudFailoverSessionEntityType: the session
+// members, then CloudFailoverTasks.
 type emCloudFailoverSession struct {
-	XLinks             []emLink                `xml:"Links>Link" json:"-"`
-	JobType            string                  `xml:"JobType" json:"JobType"`
-	CreationTimeUTC    time.Time               `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
-	EndTimeUTC         *time.Time              `xml:"EndTimeUTC,omitempty" json:"EndTimeUTC"`
-	State              string                  `xml:"State" json:"State"`
-	Result             string                  `xml:"Result" json:"Result"`
-	Progress           int                     `xml:"Progress" json:"Progress"`
-	FailureMessage     emNullString            `xml:"FailureMessage,omitempty" json:"FailureMessage"`
+	emSessionMembers
 	CloudFailoverTasks emCloudFailoverTaskList `xml:"CloudFailoverTasks" json:"CloudFailoverTasks"`
 	Name               string                  `xml:"Name,attr" json:"Name"`
 	UID                string                  `xml:"UID,attr" json:"UID"`
