@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -200,22 +201,20 @@ func (s *state) removeAction(requestID string) {
 // prune drops what can no longer matter at now. keepCooldown is how long
 // cooldown entries must be kept.
 func (s *state) prune(now time.Time, keepCooldown time.Duration, ratePer time.Duration) {
-	for k, exp := range s.dedup {
-		if !exp.After(now) {
-			delete(s.dedup, k)
-		}
-	}
-	for k, at := range s.cooldowns {
-		if !at.Add(keepCooldown).After(now) {
-			delete(s.cooldowns, k)
-		}
-	}
+	pruneMemory(s.dedup, s.cooldowns, now, keepCooldown)
 	for k, h := range s.holds {
 		if !h.Until.After(now) {
 			delete(s.holds, k)
 		}
 	}
 	s.rateUses = slices.DeleteFunc(s.rateUses, func(t time.Time) bool { return !t.Add(ratePer).After(now) })
+}
+
+// pruneMemory drops the dedup keys expired at now and the cooldowns older
+// than keepCooldown: of the state, or of the dry-run memory.
+func pruneMemory(dedup map[string]time.Time, cooldowns map[cooldownKey]time.Time, now time.Time, keepCooldown time.Duration) {
+	maps.DeleteFunc(dedup, func(_ string, exp time.Time) bool { return !exp.After(now) })
+	maps.DeleteFunc(cooldowns, func(_ cooldownKey, at time.Time) bool { return !at.Add(keepCooldown).After(now) })
 }
 
 // stateFile is the JSON form of state.

@@ -181,16 +181,7 @@ func (s *store) unreserve(keys []string) {
 
 // rememberDry records a dry-run decision in the dry-run memory.
 func (s *store) rememberDry(keys []string, cks []cooldownKey, until, now time.Time, keepCooldown time.Duration) {
-	for k, exp := range s.dryDedup {
-		if !exp.After(now) {
-			delete(s.dryDedup, k)
-		}
-	}
-	for k, at := range s.dryCooldowns {
-		if !at.Add(keepCooldown).After(now) {
-			delete(s.dryCooldowns, k)
-		}
-	}
+	pruneMemory(s.dryDedup, s.dryCooldowns, now, keepCooldown)
 	for _, k := range keys {
 		s.dryDedup[k] = until
 	}
