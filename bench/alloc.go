@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/exposition"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/vspcfixed"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/simulator"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam/vspc"
@@ -193,26 +192,6 @@ func serve(exp *collector.Exporter) (int, error) {
 	return w.n, nil
 }
 
-// fixedVSPC is a VSPCReader answering copies of lists read once, so that
-// the collector and exposition can be measured without the client.
-type fixedVSPC struct {
-	plans   []veeam.FailoverPlan
-	objects []veeam.FailoverPlanObject
-	points  map[string]veeam.RecoveryPoint
-}
-
-func (f *fixedVSPC) ListFailoverPlans(context.Context) ([]veeam.FailoverPlan, error) {
-	return slices.Clone(f.plans), nil
-}
-
-func (f *fixedVSPC) ListFailoverPlanObjects(context.Context) ([]veeam.FailoverPlanObject, error) {
-	return slices.Clone(f.objects), nil
-}
-
-func (f *fixedVSPC) ListReplicationRestorePoints(context.Context) (map[string]veeam.RecoveryPoint, error) {
-	return maps.Clone(f.points), nil
-}
-
 // allocResult is figure 2b.
 type allocResult struct {
 	Objects int `json:"plan_objects"`
@@ -290,13 +269,12 @@ func benchClient(b *testing.B, c *vspc.Client, objects int) {
 }
 
 // benchCollector measures collector, Gather and exposition over fixed
-// lists; the copies fixedVSPC makes are excluded with the timer stopped.
-func benchCollector(b *testing.B, f *fixedVSPC) {
+// lists; the copies of the lists are made with the timer stopped.
+func benchCollector(b *testing.B, f *vspcfixed.Reader) {
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
-		plans, objects := slices.Clone(f.plans), slices.Clone(f.objects)
-		exp := collector.New([]collector.Target{vspcCollectorTarget(&fixedVSPC{plans, objects, f.points})}, collector.Options{PerObject: true, SessionsPerPlan: 1})
+		exp := collector.New([]collector.Target{vspcCollectorTarget(f.Clone())}, collector.Options{PerObject: true, SessionsPerPlan: 1})
 		b.StartTimer()
 		if _, err := serve(exp); err != nil {
 			b.Fatal(err)
@@ -337,18 +315,12 @@ func (e *env) runAlloc() (allocResult, error) {
 	r.Client = statOf(bench(func(b *testing.B) { benchClient(b, p.client, 0) }), r.Objects)
 
 	ctx := context.Background()
-	var f fixedVSPC
-	if f.plans, err = p.client.ListFailoverPlans(ctx); err != nil {
+	f, err := vspcfixed.Read(ctx, p.client)
+	if err != nil {
 		return r, err
 	}
-	if f.objects, err = p.client.ListFailoverPlanObjects(ctx); err != nil {
-		return r, err
-	}
-	if f.points, err = p.client.ListReplicationRestorePoints(ctx); err != nil {
-		return r, err
-	}
-	r.Collector = statOf(bench(func(b *testing.B) { benchCollector(b, &f) }), r.Objects)
-	if r.Exposition, err = measureExposition(&f); err != nil {
+	r.Collector = statOf(bench(func(b *testing.B) { benchCollector(b, f) }), r.Objects)
+	if r.Exposition, err = measureExposition(f); err != nil {
 		return r, fmt.Errorf("exposition: %w", err)
 	}
 	e.logf("exposition of %d objects: text %.1f ms, protobuf %.1f ms (generic path %.1f ms)",

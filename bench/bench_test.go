@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/vspcfixed"
 )
 
 func TestMain(m *testing.M) {
@@ -120,14 +121,11 @@ func BenchmarkVSPCScrape(b *testing.B) {
 	defer p.close()
 	b.Run("whole", func(b *testing.B) { benchWhole(b, p, est.planObjects()) })
 	b.Run("client", func(b *testing.B) { benchClient(b, p.client, est.planObjects()) })
-	var f fixedVSPC
-	if f.plans, err = p.client.ListFailoverPlans(b.Context()); err != nil {
+	f, err := vspcfixed.Read(b.Context(), p.client)
+	if err != nil {
 		b.Fatal(err)
 	}
-	if f.objects, err = p.client.ListFailoverPlanObjects(b.Context()); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("collector", func(b *testing.B) { benchCollector(b, &f) })
+	b.Run("collector", func(b *testing.B) { benchCollector(b, f) })
 }
 
 // BenchmarkCachedExposition renders GET /metrics of a VSPC target from the

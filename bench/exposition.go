@@ -13,6 +13,7 @@ import (
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/exposition"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/vspcfixed"
 )
 
 // expositionResult is one GET /metrics of the VSPC estate in the text
@@ -31,8 +32,8 @@ type expositionResult struct {
 
 // measureExposition times the text and protobuf expositions of the lists
 // in f, uncompressed.
-func measureExposition(f *fixedVSPC) (expositionResult, error) {
-	r := expositionResult{Objects: len(f.objects)}
+func measureExposition(f *vspcfixed.Reader) (expositionResult, error) {
+	r := expositionResult{Objects: len(f.Objects)}
 	exp := collector.New([]collector.Target{vspcCollectorTarget(f)}, collector.Options{PerObject: true, SessionsPerPlan: 1, MinInterval: time.Hour})
 	defer exp.Close()
 	exp.Scrape(context.Background()) // fills the cache

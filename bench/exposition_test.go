@@ -4,16 +4,17 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/veeam-failover/veeam_failover_exporter/internal/vspcfixed"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
 func TestMeasureExposition(t *testing.T) {
-	var f fixedVSPC
+	var f vspcfixed.Reader
 	for p := range 20 {
 		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", p)
-		f.plans = append(f.plans, veeam.FailoverPlan{ID: id, Name: fmt.Sprint("plan-", p), Status: "Ready", ObjectsCount: 5})
+		f.Plans = append(f.Plans, veeam.FailoverPlan{ID: id, Name: fmt.Sprint("plan-", p), Status: "Ready", ObjectsCount: 5})
 		for o := range 5 {
-			f.objects = append(f.objects, veeam.FailoverPlanObject{ID: fmt.Sprintf("%s-%d", id, o), PlanID: id, Name: fmt.Sprint("vm-", o), RestoreStatus: "Success"})
+			f.Objects = append(f.Objects, veeam.FailoverPlanObject{ID: fmt.Sprintf("%s-%d", id, o), PlanID: id, Name: fmt.Sprint("vm-", o), RestoreStatus: "Success"})
 		}
 	}
 	r, err := measureExposition(&f)

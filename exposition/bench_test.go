@@ -3,9 +3,7 @@ package exposition_test
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"testing"
 	"time"
 
@@ -15,44 +13,27 @@ import (
 
 	"github.com/veeam-failover/veeam_failover_exporter/collector"
 	"github.com/veeam-failover/veeam_failover_exporter/exposition"
+	"github.com/veeam-failover/veeam_failover_exporter/internal/vspcfixed"
 	"github.com/veeam-failover/veeam_failover_exporter/veeam"
 )
 
-// estate is a VSPC reader answering a fixed estate from memory, so that the
-// benchmark measures the exposition alone.
-type estate struct {
-	plans   []veeam.FailoverPlan
-	objects []veeam.FailoverPlanObject
-	points  map[string]veeam.RecoveryPoint
-}
-
-func (e *estate) ListFailoverPlans(context.Context) ([]veeam.FailoverPlan, error) {
-	return slices.Clone(e.plans), nil
-}
-
-func (e *estate) ListFailoverPlanObjects(context.Context) ([]veeam.FailoverPlanObject, error) {
-	return slices.Clone(e.objects), nil
-}
-
-func (e *estate) ListReplicationRestorePoints(context.Context) (map[string]veeam.RecoveryPoint, error) {
-	return maps.Clone(e.points), nil
-}
-
-func newEstate(plans, perPlan int) *estate {
-	e := &estate{points: map[string]veeam.RecoveryPoint{}}
+// newEstate is a VSPC estate in memory, so that the benchmark measures the
+// exposition alone.
+func newEstate(plans, perPlan int) *vspcfixed.Reader {
+	e := &vspcfixed.Reader{Points: map[string]veeam.RecoveryPoint{}}
 	statuses := []string{"Success", "Warning", "Failed", "", "Running"}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for p := range plans {
 		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", p)
-		e.plans = append(e.plans, veeam.FailoverPlan{ID: id, Name: fmt.Sprintf("plan-%d", p), BackupServerID: "b0000000-0000-4000-8000-000000000001",
+		e.Plans = append(e.Plans, veeam.FailoverPlan{ID: id, Name: fmt.Sprintf("plan-%d", p), BackupServerID: "b0000000-0000-4000-8000-000000000001",
 			TenantID: "c0000000-0000-4000-8000-000000000001", Type: "Cloud", Status: "Ready", ObjectsCount: perPlan,
 			LastSession: &veeam.PlanSession{EndTime: t0, Status: "Success"}})
 		for o := range perPlan {
-			e.objects = append(e.objects, veeam.FailoverPlanObject{ID: fmt.Sprintf("10000000-0000-4000-8000-%06d%06d", p, o), PlanID: id,
+			e.Objects = append(e.Objects, veeam.FailoverPlanObject{ID: fmt.Sprintf("10000000-0000-4000-8000-%06d%06d", p, o), PlanID: id,
 				Name: fmt.Sprintf("vm-%d-%d", p, o), HostName: "esx-01.example.com", RestoreStatus: statuses[(p+o)%len(statuses)],
 				RestorePointTime: t0.Add(time.Duration(p*perPlan+o) * time.Second)})
-			vm := e.objects[len(e.objects)-1].ID
-			e.points[vm] = veeam.RecoveryPoint{VMID: vm, Time: t0.Add(time.Duration(p*perPlan+o) * time.Minute), RestorePoints: 3}
+			vm := e.Objects[len(e.Objects)-1].ID
+			e.Points[vm] = veeam.RecoveryPoint{VMID: vm, Time: t0.Add(time.Duration(p*perPlan+o) * time.Minute), RestorePoints: 3}
 		}
 	}
 	return e
