@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -18,7 +17,7 @@ import (
 // coordination: members are child processes, stopped by their pid.
 type etcdCluster struct {
 	endpoints []string
-	procs     []*exec.Cmd
+	procs     []*child
 }
 
 // startEtcd starts an n-member cluster with data under dir ($ETCD_BIN, else
@@ -60,13 +59,13 @@ func startEtcd(dir string, n int) (*etcdCluster, error) {
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-token", fmt.Sprintf("bench-%d", os.Getpid()),
 			"--initial-cluster-state", "new", "--log-level", "warn", "--logger", "zap", "--log-outputs", "stderr")
 		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			log.Close()
+		p, err := startChild(cmd)
+		log.Close()
+		if err != nil {
 			c.stop()
 			return nil, fmt.Errorf("start etcd: %w", err)
 		}
-		log.Close()
-		c.procs = append(c.procs, cmd)
+		c.procs = append(c.procs, p)
 		c.endpoints = append(c.endpoints, m.client)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -101,15 +100,7 @@ func etcdHealthy(ep string) bool {
 // stop ends every member (SIGTERM, SIGKILL after 10s) by its pid.
 func (c *etcdCluster) stop() {
 	for _, p := range c.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = p.Process.Kill()
-			<-done
-		}
+		p.stop(10 * time.Second)
 	}
 	c.procs = nil
 }

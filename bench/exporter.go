@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 )
 
@@ -84,11 +82,9 @@ func buildRevision(rev, dir string) (string, error) {
 // exporter is the exporter binary running as a child process, so that its
 // memory is its own.
 type exporter struct {
-	cmd  *exec.Cmd
+	*child
 	base string
 	dir  string
-	logs *lockedBuffer
-	done chan struct{}
 	http *http.Client
 }
 
@@ -115,89 +111,34 @@ func startExporter(bin, dir, config string, env ...string) (*exporter, error) {
 	x := &exporter{
 		base: "http://127.0.0.1:" + strconv.Itoa(port),
 		dir:  dir,
-		logs: &lockedBuffer{},
-		done: make(chan struct{}),
 		http: &http.Client{Transport: &http.Transport{
 			DisableCompression:  true, // what is measured is the exporter's work, not gzip
 			MaxIdleConnsPerHost: 128,
 		}},
 	}
-	x.cmd = exec.Command(bin, "--config.file="+cfgFile, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--log.level=warn")
-	x.cmd.Dir = dir
-	x.cmd.Env = append(os.Environ(), env...)
-	x.cmd.Stdout = x.logs
-	x.cmd.Stderr = x.logs
-	if err := x.cmd.Start(); err != nil {
+	cmd := exec.Command(bin, "--config.file="+cfgFile, "--web.listen-address=127.0.0.1:"+strconv.Itoa(port), "--log.level=warn")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if x.child, err = startChild(cmd); err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = x.cmd.Wait()
-		close(x.done)
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := x.http.Get(x.base + "/-/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return x, nil
-			}
-		}
-		select {
-		case <-x.done:
-			return nil, fmt.Errorf("exporter exited: %s", x.logTail())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			x.stop()
-			return nil, fmt.Errorf("exporter not ready after 30s: %s", x.logTail())
-		}
+	if err := x.waitReady(x.http, "exporter", x.base+"/-/ready", 20*time.Millisecond, 30*time.Second); err != nil {
+		x.stop()
+		return nil, err
 	}
-}
-
-// lockedBuffer collects the child's output while the bench reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return x, nil
 }
 
 // stop sends SIGTERM and waits, killing after 10s.
 func (x *exporter) stop() {
-	_ = x.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-x.done:
-	case <-time.After(10 * time.Second):
-		_ = x.cmd.Process.Kill()
-		<-x.done
-	}
+	x.child.stop(10 * time.Second)
 	x.http.CloseIdleConnections()
-}
-
-func (x *exporter) logTail() string {
-	s := x.logs.String()
-	if len(s) > 2000 {
-		s = "…" + s[len(s)-2000:]
-	}
-	return strings.TrimSpace(s)
 }
 
 // memory reads the exporter's peak (VmHWM) and current (VmRSS) resident
 // set size in bytes.
 func (x *exporter) memory() (peak, cur int64, err error) {
-	return procMemory(x.cmd.Process.Pid)
+	return procMemory(x.pid())
 }
 
 // procMemory reads a process's peak (VmHWM) and current (VmRSS) resident
@@ -237,7 +178,7 @@ func procMemory(pid int) (peak, cur int64, err error) {
 
 // cpu is the exporter's user+system CPU time so far (/proc/<pid>/stat).
 func (x *exporter) cpu() time.Duration {
-	return procCPU(fmt.Sprintf("/proc/%d/stat", x.cmd.Process.Pid))
+	return procCPU(fmt.Sprintf("/proc/%d/stat", x.pid()))
 }
 
 // procCPU reads utime+stime of a /proc stat file, in clock ticks of 10ms

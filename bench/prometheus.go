@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -22,10 +20,8 @@ import (
 // as a child process with its own config, data directory and loopback
 // port, scraping one exporter.
 type promServer struct {
-	cmd  *exec.Cmd
+	*child
 	base string
-	logs *lockedBuffer
-	done chan struct{}
 	http *http.Client
 }
 
@@ -59,66 +55,27 @@ scrape_configs:
 	}
 	p := &promServer{
 		base: "http://127.0.0.1:" + strconv.Itoa(port),
-		logs: &lockedBuffer{},
-		done: make(chan struct{}),
 		http: &http.Client{Timeout: 30 * time.Second},
 	}
-	p.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address=127.0.0.1:"+strconv.Itoa(port),
 		"--log.level=warn")
-	p.cmd.Dir = dir
-	p.cmd.Stdout = p.logs
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
+	cmd.Dir = dir
+	if p.child, err = startChild(cmd); err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := p.http.Get(p.base + "/-/ready")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
-			}
-		}
-		select {
-		case <-p.done:
-			return nil, fmt.Errorf("prometheus exited: %s", p.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("prometheus not ready after 60s: %s", p.logTail())
-		}
+	if err := p.waitReady(p.http, "prometheus", p.base+"/-/ready", 100*time.Millisecond, 60*time.Second); err != nil {
+		p.stop()
+		return nil, err
 	}
+	return p, nil
 }
 
 // stop sends SIGTERM to the child by its pid and waits, killing it after
 // 20s.
-func (p *promServer) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *promServer) logTail() string {
-	s := p.logs.String()
-	if len(s) > 2000 {
-		s = "…" + s[len(s)-2000:]
-	}
-	return strings.TrimSpace(s)
-}
+func (p *promServer) stop() { p.child.stop(20 * time.Second) }
 
 // query evaluates an instant PromQL query whose answer is one sample;
 // ok is false when the answer is empty.

@@ -249,7 +249,7 @@ func (e *env) runPrometheus(ctx context.Context, x *exporter, dir string) (promR
 		return r, err
 	}
 	r.WallMS = ms(time.Since(began))
-	if r.PeakRSS, r.RSS, err = procMemory(p.cmd.Process.Pid); err != nil {
+	if r.PeakRSS, r.RSS, err = procMemory(p.pid()); err != nil {
 		return r, err
 	}
 	job := fmt.Sprintf(`{job=%q}`, promJob)
