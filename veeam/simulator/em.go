@@ -1029,10 +1029,9 @@ func (a *emAPI) sessionEntity(base string, s *emSessionRec, now time.Time) emClo
 		{Rel: "Alternate", Href: href, Name: s.name, Type: "CloudFailoverSessionReference"},
 	}
 	e := emCloudFailoverSession{
-		emSessionMembers: emSessionMembers{
-			XLinks: links, JobType: "FailoverPlan", CreationTimeUTC: s.created,
-			State: s.state, Result: s.result, Progress: s.progress, FailureMessage: emNullString(s.failure),
-		},
+		emSessionMembers: emSessionMembers{XLinks: links, JobType: "FailoverPlan", emRunMembers: emRunMembers{
+			CreationTimeUTC: s.created, State: s.state, Result: s.result, Progress: s.progress, FailureMessage: emNullString(s.failure),
+		}},
 		Links: links, Name: s.name, UID: "urn:veeam:CloudFailoverSession:" + s.uid, Href: href + "?format=Entity", Type: "CloudFailoverSession",
 	}
 	if s.end != nil {
@@ -1050,8 +1049,11 @@ func (a *emAPI) sessionEntity(base string, s *emSessionRec, now time.Time) emClo
 				Rel: "Related", Href: base + "/cloud/vmReplicaPoints/" + emUUID(r),
 				Name: name + "@" + point.Format("2006-01-02 15:04:05"), Type: "CloudVmReplicaPointReference",
 			},
-			CreationTimeUTC: emUTCms(s.created.Add(time.Duration(i*4+2) * time.Second)),
-			State:           s.state, Result: s.result, Progress: s.progress, VMName: name,
+			emRunMembers: emRunMembers{
+				CreationTimeUTC: emUTCms(s.created.Add(time.Duration(i*4+2) * time.Second)),
+				State:           s.state, Result: s.result, Progress: s.progress,
+			},
+			VMName: name,
 		}
 		if t.CreationTimeUTC.After(now) {
 			t.CreationTimeUTC = s.created

@@ -53,7 +53,7 @@ func (a *emAPI) newRestore(uid, vmName string, failed bool) {
 func (a *emAPI) restoreEntity(base string, s *emRestoreRec, now time.Time) emRestoreSession {
 	href := base + "/restoreSessions/" + s.uid
 	e := emRestoreSession{
-		emSessionMembers: emSessionMembers{JobType: "FailoverCdp", CreationTimeUTC: emUTCms(s.created)},
+		emSessionMembers: emSessionMembers{JobType: "FailoverCdp", emRunMembers: emRunMembers{CreationTimeUTC: emUTCms(s.created)}},
 		VMDisplayName:    s.vmName,
 		Name:             s.vmName + "@" + s.created.UTC().Format("2006-01-02 15:04:05"),
 		UID:              "urn:veeam:RestoreSession:" + s.uid, Href: href + "?format=Entity", Type: "RestoreSession",

@@ -167,21 +167,27 @@ type emTaskList struct {
 	Tasks []emTask `xml:"Task" json:"Tasks"`
 }
 
-// emSessionMembers are the leading members every EM session entity shares
-// (cloud failover and restore sessions), in the order of the documented
-// examples: Links, JobType, CreationTimeUTC, EndTimeUTC, State, Result,
-// Progress, FailureMessage. EndTimeUTC and FailureMessage are left out
-// while they have no value, as in the example of a Working session. Both
-// encoders write an embedded struct's members in its place.
-type emSessionMembers struct {
-	XLinks          []emLink     `xml:"Links>Link" json:"-"`
-	JobType         string       `xml:"JobType" json:"JobType"`
+// emRunMembers are the members of every run EM reports, sessions and the
+// task sessions of a cloud failover alike, in the order of the documented
+// examples: CreationTimeUTC, EndTimeUTC, State, Result, Progress,
+// FailureMessage. EndTimeUTC and FailureMessage are left out while they
+// have no value, as in the example of a Working session. Both encoders
+// write an embedded struct's members in its place.
+type emRunMembers struct {
 	CreationTimeUTC time.Time    `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
 	EndTimeUTC      *time.Time   `xml:"EndTimeUTC,omitempty" json:"EndTimeUTC"`
 	State           string       `xml:"State" json:"State"`
 	Result          string       `xml:"Result" json:"Result"`
 	Progress        int          `xml:"Progress" json:"Progress"`
 	FailureMessage  emNullString `xml:"FailureMessage,omitempty" json:"FailureMessage"`
+}
+
+// emSessionMembers are the leading members every EM session entity shares
+// (cloud failover and restore sessions): Links, JobType, then the run's.
+type emSessionMembers struct {
+	XLinks  []emLink `xml:"Links>Link" json:"-"`
+	JobType string   `xml:"JobType" json:"JobType"`
+	emRunMembers
 }
 
 // emCloudFailoverSession is a CloudFailoverSessionEntityType: the session
@@ -203,14 +209,9 @@ type emCloudFailoverTaskList struct {
 }
 
 type emCloudFailoverTask struct {
-	VMReplicaPointLink emLink       `xml:"VmReplicaPointLink" json:"VmReplicaPointLink"`
-	CreationTimeUTC    time.Time    `xml:"CreationTimeUTC" json:"CreationTimeUTC"`
-	EndTimeUTC         *time.Time   `xml:"EndTimeUTC,omitempty" json:"EndTimeUTC"`
-	State              string       `xml:"State" json:"State"`
-	Result             string       `xml:"Result" json:"Result"`
-	Progress           int          `xml:"Progress" json:"Progress"`
-	FailureMessage     emNullString `xml:"FailureMessage,omitempty" json:"FailureMessage"`
-	VMName             string       `xml:"VmName,attr" json:"VmName"`
+	VMReplicaPointLink emLink `xml:"VmReplicaPointLink" json:"VmReplicaPointLink"`
+	emRunMembers
+	VMName string `xml:"VmName,attr" json:"VmName"`
 }
 
 type emCloudFailoverSessionList struct {
