@@ -53,24 +53,14 @@ func buildRevision(rev, dir string) (string, error) {
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
-	archive := exec.Command("git", "-C", root, "archive", "--format=tar", rev)
-	untar := exec.Command("tar", "-x", "-C", src)
-	pipe, err := archive.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	untar.Stdin = pipe
-	var stderr bytes.Buffer
-	archive.Stderr, untar.Stderr = &stderr, &stderr
-	if err := untar.Start(); err != nil {
-		return "", err
-	}
-	if err := archive.Run(); err != nil {
-		_ = untar.Wait()
-		return "", fmt.Errorf("git archive %s (a clone with its history is needed): %w: %s", rev, err, strings.TrimSpace(stderr.String()))
-	}
-	if err := untar.Wait(); err != nil {
-		return "", fmt.Errorf("unpacking revision %s: %w: %s", rev, err, strings.TrimSpace(stderr.String()))
+	tarball := src + ".tar"
+	for _, args := range [][]string{
+		{"git", "-C", root, "archive", "--output=" + tarball, rev},
+		{"tar", "-x", "-f", tarball, "-C", src},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("%s of revision %s (a clone with its history is needed): %w: %s", args[0], rev, err, strings.TrimSpace(string(out)))
+		}
 	}
 	bin, err := buildExporter(src, src)
 	if err != nil {
